@@ -1,0 +1,290 @@
+"""The `dogbreed` command. User mistakes end as one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from dogbreed.config import Hyperparameters, UserError, load_yaml
+
+EXIT_USER_ERROR, EXIT_JOB_FAILED = 2, 1
+
+
+def _hyperparameter_flags(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Splits `--<hyperparameter> VALUE` pairs (any known or unknown name) out of the rest of the arguments."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(Hyperparameters)}
+    rest, hps = [], {}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--") and a[2:].split("=", 1)[0].replace("-", "_") in known:
+            name, _, value = a[2:].partition("=")
+            name = name.replace("-", "_")
+            if not value:
+                if i + 1 >= len(argv):
+                    raise UserError(f"--{name} needs a value")
+                value = argv[i + 1]
+                i += 1
+            hps[name] = value
+        else:
+            rest.append(a)
+        i += 1
+    return rest, hps
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=1, default=str))
+
+
+def _fmt_time(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace, hp_flags: dict[str, str]) -> int:
+    from dogbreed.train.job import TrainingJobSpec, run_training_job
+
+    values: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    values.update(hp_flags)
+    hp = Hyperparameters.from_mapping(values)
+    record = run_training_job(TrainingJobSpec(name=args.job_name, data=args.data, hyperparameters=hp,
+                                              on_bad_file=args.on_bad_file, device=args.device,
+                                              track=not args.no_tracking))
+    if args.json:
+        _print_json(record.to_dict())
+    else:
+        _print_job_summary(record)
+    if record.status == "Failed":
+        print(f"error: job {record.name} failed: {record.failure_reason}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    return 0 if record.status == "Completed" else 130 if "interrupt" in (record.failure_reason or "") else 0
+
+
+def _print_job_summary(record: Any) -> None:
+    from dogbreed.train.records import job_dir
+
+    print(f"job {record.name}: {record.status}" + (f" ({record.failure_reason})" if record.failure_reason else ""))
+    for k, v in sorted(record.metrics.items()):
+        if isinstance(v, float):
+            print(f"  {k:32s} {v:.4f}")
+    print(f"  artifacts: {job_dir(record.name)}")
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from dogbreed.train.records import list_records
+
+    recs = list_records(kind=None if args.all else "training")
+    if args.json:
+        _print_json([r.to_dict() for r in recs])
+        return 0
+    if not recs:
+        print("no jobs yet (run `dogbreed train`)")
+        return 0
+    print(f"{'NAME':28s} {'STATUS':11s} {'BACKBONE':20s} {'VAL ACC':>8s} {'TEST ACC':>8s} {'START':19s} {'SECONDS':>8s}")
+    for r in recs:
+        va, te = r.metrics.get("validation:accuracy"), r.metrics.get("test:accuracy")
+        print(f"{r.name:28s} {r.status:11s} {str(r.extra.get('backbone', '-')):20s} "
+              f"{'-' if va is None else f'{va:.4f}':>8s} {'-' if te is None else f'{te:.4f}':>8s} "
+              f"{_fmt_time(r.start_time):19s} {r.elapsed_s:8.1f}")
+    return 0
+
+
+def cmd_jobs_describe(args: argparse.Namespace) -> int:
+    from dogbreed.train.records import job_dir, load
+
+    r = load(args.name)
+    if args.json:
+        _print_json({**r.to_dict(), "artifacts": str(job_dir(r.name))})
+        return 0
+    print(f"name:            {r.name}")
+    print(f"kind:            {r.kind}")
+    print(f"status:          {r.status}" + (f" ({r.failure_reason})" if r.failure_reason else ""))
+    print(f"start / end:     {_fmt_time(r.start_time)} / {_fmt_time(r.end_time)} ({r.elapsed_s:.1f} s)")
+    print(f"data:            {r.data.get('location')} ({r.data.get('num_classes', '?')} classes, "
+          f"{r.data.get('num_training_samples', '?')} training images)")
+    print(f"mlflow run:      {r.mlflow_run_id or '-'}")
+    print(f"artifacts:       {job_dir(r.name)}")
+    print("hyperparameters:")
+    for k, v in r.hyperparameters.items():
+        print(f"  {k:28s} {v}")
+    if r.metrics:
+        print("final metrics:")
+        for k, v in sorted(r.metrics.items()):
+            print(f"  {k:28s} {v:.4f}" if isinstance(v, float) else f"  {k:28s} {v}")
+    if r.history:
+        print(f"epochs:          {len(r.history)}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from dogbreed.train.records import job_dir, load
+
+    load(args.name)  # a clear error for an unknown job
+    path = job_dir(args.name) / "train.log"
+    if not path.exists():
+        raise UserError(f"job {args.name!r} has no log yet")
+    with path.open() as f:
+        sys.stdout.write(f.read())
+        sys.stdout.flush()
+        while args.follow:
+            line = f.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                continue
+            if load(args.name).status != "InProgress":
+                sys.stdout.write(f.read())
+                break
+            time.sleep(0.5)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dogbreed.train.predict import evaluate_job
+
+    ev, out_dir = evaluate_job(args.job, args.data, args.split, top_k=args.top_k)
+    result = {"job": args.job, "split": args.split, "accuracy": ev.accuracy, "top_k": ev.top_k,
+              "top_k_accuracy": ev.top_k_accuracy, "loss": ev.loss, "artifacts": str(out_dir),
+              "most_confused": ev.most_confused[:10]}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{args.job} on {args.split}: accuracy {ev.accuracy:.4f}, top-{ev.top_k} {ev.top_k_accuracy:.4f}, "
+              f"loss {ev.loss:.4f}")
+        for t, p, n in ev.most_confused[:5]:
+            print(f"  {t} -> {p}: {n}")
+        print(f"  artifacts: {out_dir}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from dogbreed.train.predict import check_data
+
+    report = check_data(args.data, workers=args.workers)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print("\n".join(report.summary_lines()))
+    return 0 if report.ok else EXIT_JOB_FAILED
+
+
+def cmd_data_upload(args: argparse.Namespace) -> int:
+    from dogbreed.data.layout import upload
+
+    n = upload(args.src, args.dest)
+    if args.json:
+        _print_json({"files": n, "destination": args.dest})
+    else:
+        print(f"copied {n} files to {args.dest}")
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from dogbreed.models import list_backbones
+
+    specs = list_backbones()
+    if args.json:
+        _print_json([{"name": s.name, "timm_name": s.timm_name, "preprocessing": s.preprocessing.to_dict(),
+                      "description": s.description} for s in specs])
+        return 0
+    for s in specs:
+        p = s.preprocessing
+        print(f"{s.name:22s} {p.input_size}px crop {p.crop_pct} {p.interpolation:8s} {s.description}")
+    print("any other timm model name works too (weights from the hub when online, or weights_file=PATH)")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dogbreed", description="Train, tune, debug and serve dog-breed classifiers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help: str, parent: Any = sub) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help, description=help)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    t = add("train", "run a training job (hyperparameters as --name VALUE, SageMaker names)")
+    t.add_argument("--data", required=True, help="dataset folder or URI with train/, valid/ and optional test/")
+    t.add_argument("--job-name", required=True)
+    t.add_argument("--config", help="YAML file of hyperparameters (flags override it)")
+    t.add_argument("--on-bad-file", default="error", choices=("error", "skip"))
+    t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    t.add_argument("--no-tracking", action="store_true", help="do not record the job in MLflow")
+    t.set_defaults(func=cmd_train, takes_hps=True)
+
+    jobs = sub.add_parser("jobs", help="training job records").add_subparsers(dest="jobs_command", required=True)
+    jl = add("list", "list jobs, newest first", jobs)
+    jl.add_argument("--all", action="store_true", help="tuning jobs too")
+    jl.set_defaults(func=cmd_jobs_list)
+    jd = add("describe", "show one job", jobs)
+    jd.add_argument("name")
+    jd.set_defaults(func=cmd_jobs_describe)
+
+    lg = add("logs", "print a job's log")
+    lg.add_argument("name")
+    lg.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    lg.set_defaults(func=cmd_logs)
+
+    ev = add("evaluate", "evaluate a trained job's model on a dataset split")
+    ev.add_argument("--job", required=True)
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    ev.add_argument("--top-k", type=int, default=5)
+    ev.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    dc = add("check", "report problems in a dataset folder", data)
+    dc.add_argument("data")
+    dc.add_argument("--workers", type=int, default=2)
+    dc.set_defaults(func=cmd_data_check)
+    du = add("upload", "copy a local dataset to a location (path or fsspec URI such as s3://bucket/prefix)", data)
+    du.add_argument("src")
+    du.add_argument("dest")
+    du.set_defaults(func=cmd_data_upload)
+
+    bb = add("backbones", "list registered backbones")
+    bb.set_defaults(func=cmd_backbones)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("dogbreed").setLevel(logging.INFO)
+    for noisy in ("alembic", "mlflow", "urllib3", "timm"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    parser = build_parser()
+    try:
+        rest, hp_flags = _hyperparameter_flags(argv)
+        args, unknown = parser.parse_known_args(rest)
+        if unknown:
+            bad = next((u for u in unknown if u.startswith("--")), unknown[0])
+            if getattr(args, "takes_hps", False) and bad.startswith("--"):
+                raise UserError(f"unknown hyperparameter or option {bad!r} (see `dogbreed {args.command} --help`)")
+            raise UserError(f"unrecognised argument {bad!r}")
+        if hp_flags and not getattr(args, "takes_hps", False):
+            raise UserError(f"--{next(iter(hp_flags))} is a hyperparameter; `dogbreed {args.command}` takes none")
+        func: Callable[..., int] = args.func
+        return func(args, hp_flags) if getattr(args, "takes_hps", False) else func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

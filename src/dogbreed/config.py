@@ -1,0 +1,176 @@
+"""Hyperparameters, their validation, and where dogbreed keeps its state.
+
+Names follow the SageMaker built-in image-classification algorithm where one exists
+(`mini_batch_size`, `epochs`, `learning_rate`, `optimizer`, `top_k`, `precision_dtype`, ...).
+This module imports nothing else from dogbreed: everything else imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: reported as one line, never as a traceback."""
+
+
+def home() -> Path:
+    """Root of all dogbreed state (jobs, caches, MLflow database); `DOGBREED_HOME` or ./dogbreed-home."""
+    return Path(os.environ.get("DOGBREED_HOME", "dogbreed-home")).resolve()
+
+
+def tracking_uri() -> str:
+    """MLflow tracking URI: `MLFLOW_TRACKING_URI` when set, else SQLite under the dogbreed home."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    home().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def _hp(default: Any, help: str, *, choices: tuple = (), low: float | None = None, high: float | None = None,
+        low_open: bool = False) -> Any:
+    """A hyperparameter field with its allowed values kept next to it."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open}
+    return field(default=default, metadata=meta)
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+AUGMENTATIONS = ("none", "crop", "crop_color", "crop_color_transform")
+PRECISIONS = ("float32", "bfloat16", "float16")
+TRAIN_MODES = ("head", "last_blocks", "full")
+SCHEDULERS = ("none", "step", "cosine")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    backbone: str = _hp("efficientnet_lite0", "registered backbone or any timm model name")
+    num_layers: int | None = _hp(None, "ResNet depth, as in SageMaker (18 -> resnet18); overrides backbone",
+                                 choices=(None, 18, 34, 50, 101, 152))
+    use_pretrained_model: int = _hp(1, "1: start from pretrained weights (fail if unavailable); 0: random init",
+                                    choices=(0, 1))
+    weights_file: str | None = _hp(None, "local weights file (.safetensors or state dict) for a timm backbone")
+    train_mode: str = _hp("head", "what to train: head, last_blocks or full", choices=TRAIN_MODES)
+    trainable_blocks: int = _hp(2, "with train_mode=last_blocks: how many final blocks to unfreeze", low=1)
+    head_epochs: int = _hp(30, "epochs of the head on cached backbone features before any unfrozen stage", low=0)
+    epochs: int = _hp(0, "epochs of the unfrozen stage (train_mode last_blocks/full)", low=0)
+    mini_batch_size: int = _hp(32, "images per step", low=1)
+    learning_rate: float = _hp(1e-3, "learning rate of the unfrozen stage", low=0.0, low_open=True)
+    head_learning_rate: float = _hp(3e-3, "learning rate of the head stage", low=0.0, low_open=True)
+    optimizer: str = _hp("adamw", "sgd, adam, adamw or rmsprop", choices=OPTIMIZERS)
+    momentum: float = _hp(0.9, "momentum (sgd, rmsprop)", low=0.0, high=1.0)
+    eps: float = _hp(1e-8, "epsilon (adam, adamw, rmsprop)", low=0.0, low_open=True, high=1.0)
+    weight_decay: float = _hp(1e-4, "weight decay", low=0.0, high=1.0)
+    beta_1: float = _hp(0.9, "adam beta_1", low=0.0, high=1.0)
+    beta_2: float = _hp(0.999, "adam beta_2", low=0.0, high=1.0)
+    label_smoothing: float = _hp(0.1, "label smoothing of the cross-entropy loss", low=0.0, high=0.99)
+    augmentation_type: str = _hp("crop", "none, crop, crop_color or crop_color_transform", choices=AUGMENTATIONS)
+    precision_dtype: str = _hp("float32", "float32, bfloat16 (CPU/GPU) or float16 (GPU only)", choices=PRECISIONS)
+    top_k: int = _hp(5, "k of the top-k accuracy", low=1)
+    lr_scheduler: str = _hp("cosine", "none, step or cosine", choices=SCHEDULERS)
+    lr_scheduler_factor: float = _hp(0.1, "step scheduler: multiply the rate by this", low=0.0, low_open=True,
+                                     high=1.0)
+    lr_scheduler_step: str = _hp("", "step scheduler: comma-separated epochs at which to decay, e.g. '10,20'")
+    early_stopping: bool = _hp(False, "stop when validation accuracy stops improving")
+    early_stopping_min_epochs: int = _hp(10, "never stop before this epoch", low=0)
+    early_stopping_patience: int = _hp(5, "epochs without improvement before stopping", low=1)
+    early_stopping_tolerance: float = _hp(0.0, "smallest relative improvement that counts", low=0.0)
+    imagenet_head_init: bool = _hp(True, "start head rows from the ImageNet classifier where class names match")
+    test_time_flip: bool = _hp(True, "average predictions over the image and its mirror at evaluation")
+    seed: int = _hp(0, "random seed", low=0)
+    num_workers: int = _hp(2, "processes decoding images", low=0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if meta["choices"] and value not in meta["choices"]:
+                allowed = ", ".join(str(c) for c in meta["choices"] if c is not None)
+                raise UserError(f"{f.name}={value!r} is not one of: {allowed}")
+            if value is None or isinstance(value, (str, bool)):
+                continue
+            low, high = meta["low"], meta["high"]
+            if low is not None and (value < low or (meta["low_open"] and value == low)):
+                op = ">" if meta["low_open"] else ">="
+                raise UserError(f"{f.name}={value} is out of range: it must be {op} {low}")
+            if high is not None and value > high:
+                raise UserError(f"{f.name}={value} is out of range: it must be <= {high}")
+        if self.precision_dtype == "float16" and not _cuda_available():
+            raise UserError("precision_dtype=float16 needs a GPU; use bfloat16 or float32 on CPU")
+        self.decay_epochs()  # validates the string
+
+    @property
+    def backbone_name(self) -> str:
+        return f"resnet{self.num_layers}" if self.num_layers else self.backbone
+
+    def decay_epochs(self) -> list[int]:
+        try:
+            return [int(s) for s in str(self.lr_scheduler_step).split(",") if s.strip()]
+        except ValueError:
+            raise UserError(f"lr_scheduler_step={self.lr_scheduler_step!r} must be comma-separated epochs") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Hyperparameters":
+        """Builds from strings or typed values (CLI, YAML, MLflow params), naming any unknown key."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise UserError(f"unknown hyperparameter {unknown[0]!r} (known: {', '.join(known)})")
+        typed = {name: _coerce(name, known[name].type, v) for name, v in values.items()}
+        return cls(**typed)
+
+    def replace(self, **changes: Any) -> "Hyperparameters":
+        return Hyperparameters.from_mapping({**self.to_dict(), **changes})
+
+
+def _coerce(name: str, type_name: Any, value: Any) -> Any:
+    type_name = str(type_name)
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and "None" in type_name):
+        return None
+    try:
+        if type_name.startswith("bool"):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if type_name.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "." in value else int(value)
+        if type_name.startswith("float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        kind = type_name.split(" ")[0]
+        raise UserError(f"{name}={value!r} is not a valid {kind}") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {p} must hold a mapping of hyperparameters")
+    return data
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,1 @@
+"""Datasets on disk: layout, checks, the decode cache and batches."""

@@ -1,0 +1,86 @@
+"""Shared fixtures. Integration tests use small slices of the real photos in ../shared (never copied: symlinked)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DOGS = Path(os.environ.get("DOGBREED_SHARED_DOGS", REPO.parent / "shared" / "datasets" / "stanford-dogs-120"))
+SLICE_CLASSES = ("n02085620-Chihuahua", "n02088364-beagle", "n02099601-golden_retriever", "n02110958-pug",
+                 "n02106662-German_shepherd")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dogbreed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One home per test session: caches (decoded images, features) are shared between tests, as for a user."""
+    home = tmp_path_factory.mktemp("dogbreed-home")
+    os.environ["DOGBREED_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return home
+
+
+def _require_shared() -> Path:
+    # CI has ../shared beside the checkout: a missing dataset is a failure, not a skip.
+    assert SHARED_DOGS.is_dir(), f"real dog photos not found at {SHARED_DOGS}"
+    return SHARED_DOGS
+
+
+def make_slice(root: Path, classes: tuple[str, ...], n_train: int, n_valid: int, n_test: int = 0) -> Path:
+    """A dataset folder of symlinks to real photos: train from train/, valid and test from disjoint parts of valid/."""
+    src = _require_shared()
+    for c in classes:
+        train = sorted((src / "train" / c).iterdir())[:n_train]
+        valid = sorted((src / "valid" / c).iterdir())
+        parts = {"train": train, "valid": valid[:n_valid]}
+        if n_test:
+            parts["test"] = valid[n_valid:n_valid + n_test]
+        for split, files in parts.items():
+            d = root / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                (d / f.name).symlink_to(f)
+    return root
+
+
+@pytest.fixture(scope="session")
+def dogs_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5 breeds x (12 train, 6 valid, 6 test) real photos."""
+    return make_slice(tmp_path_factory.mktemp("dogs5"), SLICE_CLASSES, 12, 6, 6)
+
+
+@pytest.fixture(scope="session")
+def dog_photo() -> Path:
+    return sorted((_require_shared() / "valid" / "n02085620-Chihuahua").iterdir())[0]
+
+
+def write_image(path: Path, size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 30, 30),
+                seed: int = 0, fmt: str = "JPEG") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arr = (rng.integers(0, 40, (size[1], size[0], 3)) + np.array(color)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(arr).save(path, fmt)
+    return path
+
+
+@pytest.fixture
+def generated_dataset(tmp_path: Path) -> Path:
+    """A tiny synthetic dataset in the Udacity naming (`001.Affenpinscher`)."""
+    root = tmp_path / "gen"
+    for split, n in (("train", 4), ("valid", 2)):
+        for ci, (name, color) in enumerate((("001.Affenpinscher", (200, 30, 30)), ("002.Afghan_hound", (30, 30, 200)))):
+            for i in range(n):
+                write_image(root / split / name / f"{i}.jpg", color=color, seed=ci * 100 + i + (50 if split == "valid" else 0))
+    return root
+
+
+def run_cli(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs the installed `dogbreed` command the way a user does."""
+    return subprocess.run([sys.executable, "-m", "dogbreed.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
