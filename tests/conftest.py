@@ -13,7 +13,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DOGS = Path(os.environ.get("DOGBREED_SHARED_DOGS", REPO.parent / "shared" / "datasets" / "stanford-dogs-120"))
-SLICE_CLASSES = ("n02085620-Chihuahua", "n02088364-beagle", "n02099601-golden_retriever", "n02110958-pug",
+SLICE_CLASSES = ("n02086240-Shih-Tzu", "n02088364-beagle", "n02099601-golden_retriever", "n02110958-pug",
                  "n02106662-German_shepherd")
 
 
