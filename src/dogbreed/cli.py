@@ -59,6 +59,11 @@ def cmd_train(args: argparse.Namespace, hp_flags: dict[str, str]) -> int:
     record = run_training_job(TrainingJobSpec(name=args.job_name, data=args.data, hyperparameters=hp,
                                               on_bad_file=args.on_bad_file, device=args.device,
                                               track=not args.no_tracking))
+    if args.register_as and record.status == "Completed":
+        from dogbreed.train.registry import register_job
+
+        info = register_job(record.name, args.register_as)
+        print(f"registered {info.name}:{info.version}", file=sys.stderr)
     if args.json:
         _print_json(record.to_dict())
     else:
@@ -126,12 +131,19 @@ def cmd_jobs_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    from dogbreed.serve import endpoints
     from dogbreed.train.records import job_dir, load
 
-    load(args.name)  # a clear error for an unknown job
-    path = job_dir(args.name) / "train.log"
+    if (job_dir(args.name) / "job.json").exists():
+        path = job_dir(args.name) / "train.log"
+        running = lambda: load(args.name).status == "InProgress"  # noqa: E731
+    elif (endpoints.endpoint_dir(args.name) / "endpoint.json").exists():
+        path = endpoints.endpoint_dir(args.name) / "endpoint.log"
+        running = lambda: endpoints.load(args.name).live_status == "InService"  # noqa: E731
+    else:
+        raise UserError(f"no job or endpoint named {args.name!r}")
     if not path.exists():
-        raise UserError(f"job {args.name!r} has no log yet")
+        raise UserError(f"{args.name!r} has no log yet")
     with path.open() as f:
         sys.stdout.write(f.read())
         sys.stdout.flush()
@@ -141,10 +153,135 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 sys.stdout.write(line)
                 sys.stdout.flush()
                 continue
-            if load(args.name).status != "InProgress":
+            if not running():
                 sys.stdout.write(f.read())
                 break
             time.sleep(0.5)
+    return 0
+
+
+def cmd_models_register(args: argparse.Namespace) -> int:
+    from dogbreed.train.registry import register_job
+
+    info = register_job(args.job, args.name, tuple(args.alias or ()))
+    if args.json:
+        _print_json(info.to_dict())
+    else:
+        print(f"registered {info.name}:{info.version} from job {info.job}" +
+              (f" (aliases: {', '.join(info.aliases)})" if info.aliases else ""))
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from dogbreed.train.registry import list_models
+
+    models = list_models()
+    if args.json:
+        _print_json(models)
+        return 0
+    if not models:
+        print("no registered models (run `dogbreed models register JOB`)")
+    for m in models:
+        aliases = ", ".join(f"@{a}={v}" for a, v in m["aliases"].items())
+        print(f"{m['name']:28s} versions {m['versions']:<3} latest {m['latest_version']} (job {m['latest_job']}, "
+              f"validation accuracy {m['validation_accuracy'] or '-'}) {aliases}")
+    return 0
+
+
+def cmd_models_describe(args: argparse.Namespace) -> int:
+    from dogbreed.train.registry import describe_model
+
+    d = describe_model(args.name)
+    if args.json:
+        _print_json(d)
+        return 0
+    print(f"model {d['name']}: {len(d['versions'])} version(s); aliases {d['aliases'] or '-'}")
+    for v in d["versions"]:
+        acc = v["tags"].get("metric.validation:accuracy", "-")
+        print(f"  v{v['version']}: job {v['job']}, backbone {v['tags'].get('dogbreed.backbone')}, "
+              f"{v['tags'].get('dogbreed.num_classes')} classes, validation accuracy {acc}, source {v['source']}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from dogbreed.serve.endpoints import deploy
+
+    deploy(args.model, args.endpoint_name, host=args.host, port=args.port, workers=args.workers,
+           backend=args.backend, device=args.device, api_key=args.api_key, max_batch_size=args.max_batch_size,
+           max_wait_ms=args.max_wait_ms)
+    return 0
+
+
+def cmd_endpoints_list(args: argparse.Namespace) -> int:
+    from dogbreed.serve.endpoints import list_endpoints
+
+    eps = list_endpoints()
+    if args.json:
+        _print_json([e.to_dict() for e in eps])
+        return 0
+    if not eps:
+        print("no endpoints (run `dogbreed deploy`)")
+    for e in eps:
+        print(f"{e.name:24s} {e.live_status:10s} {e.url:28s} {e.model} ({e.backend}, {e.workers} worker(s))")
+    return 0
+
+
+def cmd_endpoints_describe(args: argparse.Namespace) -> int:
+    from dogbreed.serve.endpoints import load
+
+    e = load(args.name)
+    if args.json:
+        _print_json(e.to_dict())
+        return 0
+    for k, v in e.to_dict().items():
+        print(f"{k:18s} {_fmt_time(v) if k == 'created' else v}")
+    return 0
+
+
+def cmd_endpoints_delete(args: argparse.Namespace) -> int:
+    from dogbreed.serve.endpoints import delete
+
+    e = delete(args.name)
+    if args.json:
+        _print_json({"deleted": e.name})
+    else:
+        print(f"endpoint {e.name} deleted")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from dogbreed.serve.client import predict_files
+
+    if bool(args.endpoint) == bool(args.model):
+        raise UserError("give exactly one of --endpoint URL or --model REF")
+    results = predict_files(args.images, endpoint=args.endpoint, model_ref=args.model, top_k=args.top_k,
+                            api_key=args.api_key)
+    if args.json:
+        _print_json(results)
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['source']}: error: {r['error']}")
+                continue
+            best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in r["top_k"])
+            print(f"{r['source']}: {best}")
+    return 0 if all("error" not in r for r in results) else EXIT_JOB_FAILED
+
+
+def cmd_batch_transform(args: argparse.Namespace) -> int:
+    from dogbreed.serve.batch_transform import batch_transform
+    from dogbreed.train.registry import model_dir_for
+
+    from tqdm import tqdm
+
+    with tqdm(desc="batch transform", unit="img", disable=None) as bar:
+        summary = batch_transform(model_dir_for(args.model), args.input, args.output, top_k=args.top_k,
+                                  on_progress=bar.update)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{summary['processed']} image(s) predicted, {summary['skipped_done']} already done, "
+              f"{summary['errors']} unreadable; output {summary['output']}")
     return 0
 
 
@@ -222,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--on-bad-file", default="error", choices=("error", "skip"))
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     t.add_argument("--no-tracking", action="store_true", help="do not record the job in MLflow")
+    t.add_argument("--register-as", metavar="MODEL", help="register the model in the model registry when done")
     t.set_defaults(func=cmd_train, takes_hps=True)
 
     jobs = sub.add_parser("jobs", help="training job records").add_subparsers(dest="jobs_command", required=True)
@@ -253,6 +391,58 @@ def build_parser() -> argparse.ArgumentParser:
     du.add_argument("src")
     du.add_argument("dest")
     du.set_defaults(func=cmd_data_upload)
+
+    models = sub.add_parser("models", help="the model registry (MLflow)").add_subparsers(dest="models_command",
+                                                                                        required=True)
+    mr = add("register", "register a finished job's model as a new version", models)
+    mr.add_argument("job")
+    mr.add_argument("--name", help="registered model name (default: the job name)")
+    mr.add_argument("--alias", action="append", help="alias to point at the new version (repeatable)")
+    mr.set_defaults(func=cmd_models_register)
+    ml = add("list", "list registered models", models)
+    ml.set_defaults(func=cmd_models_list)
+    md = add("describe", "show a registered model's versions", models)
+    md.add_argument("name")
+    md.set_defaults(func=cmd_models_describe)
+
+    dp = add("deploy", "serve a model on a real-time HTTP endpoint (runs until stopped)")
+    dp.add_argument("--model", required=True, help="NAME, NAME:VERSION, NAME@ALIAS or job:JOBNAME")
+    dp.add_argument("--endpoint-name", required=True)
+    dp.add_argument("--host", default="127.0.0.1")
+    dp.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    dp.add_argument("--workers", type=int, default=1)
+    dp.add_argument("--backend", default="auto", help="auto (ONNX Runtime on CPU, PyTorch on GPU), onnx or torch")
+    dp.add_argument("--device")
+    dp.add_argument("--api-key", help="require this key in X-Api-Key (or Authorization: Bearer)")
+    dp.add_argument("--max-batch-size", type=int, default=16)
+    dp.add_argument("--max-wait-ms", type=float, default=5.0)
+    dp.set_defaults(func=cmd_deploy)
+
+    eps = sub.add_parser("endpoints", help="running endpoints").add_subparsers(dest="endpoints_command",
+                                                                               required=True)
+    el = add("list", "list endpoints", eps)
+    el.set_defaults(func=cmd_endpoints_list)
+    ed = add("describe", "show one endpoint", eps)
+    ed.add_argument("name")
+    ed.set_defaults(func=cmd_endpoints_describe)
+    ex = add("delete", "stop an endpoint and remove it", eps)
+    ex.add_argument("name")
+    ex.set_defaults(func=cmd_endpoints_delete)
+
+    pr = add("predict", "predict breeds of image files with an endpoint or a model")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--endpoint", help="endpoint URL, e.g. http://127.0.0.1:8080")
+    pr.add_argument("--model", help="NAME, NAME:VERSION, NAME@ALIAS or job:JOBNAME")
+    pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--api-key")
+    pr.set_defaults(func=cmd_predict)
+
+    bt = add("batch-transform", "predict every image under a folder/URI into JSON Lines (resumable)")
+    bt.add_argument("--model", required=True)
+    bt.add_argument("--input", required=True)
+    bt.add_argument("--output", required=True)
+    bt.add_argument("--top-k", type=int)
+    bt.set_defaults(func=cmd_batch_transform)
 
     bb = add("backbones", "list registered backbones")
     bb.set_defaults(func=cmd_backbones)

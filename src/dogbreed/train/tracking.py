@@ -6,7 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from dogbreed.config import tracking_uri
+import os
+
+from dogbreed.config import home, tracking_uri
 
 EXPERIMENT = "dogbreed"
 _STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED"}
@@ -20,7 +22,12 @@ class MlflowTracker:
         self.uri = uri or tracking_uri()
         self.client = MlflowClient(tracking_uri=self.uri)
         exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        if exp:
+            self.experiment_id = exp.experiment_id
+        else:
+            # With the default SQLite store, artifacts go under the dogbreed home too (MLflow's default is ./mlruns).
+            location = None if os.environ.get("MLFLOW_TRACKING_URI") else (home() / "mlartifacts").as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         self.run_id: str | None = None
 
     def start(self, name: str, kind: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> str:

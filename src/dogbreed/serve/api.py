@@ -1,0 +1,97 @@
+"""The breed-classifier API, in LitServe's shape: setup (load at start-up, not import), decode, predict, encode.
+
+The same decode and crop as offline evaluation (`dogbreed.data.images`), so the endpoint's predictions equal
+`dogbreed evaluate`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dogbreed.data.images import ImageError, open_image, to_square
+from dogbreed.models.artifact import ModelCard, load_card
+
+log = logging.getLogger("dogbreed")
+MIN_SIDE = 16  # smaller images carry no breed information; refuse rather than guess
+
+
+class BreedClassifierAPI:
+    def __init__(self, model_dir: Path, backend: str = "auto", device: str | None = None,
+                 onnx_path: Path | None = None, threads: int | None = None):
+        self.model_dir, self.backend, self.device = Path(model_dir), backend, device
+        self.onnx_path, self.threads = onnx_path, threads
+        self.card: ModelCard | None = None
+        self._run = None
+
+    # -- setup ------------------------------------------------------------------------------------------------
+    def setup(self) -> "BreedClassifierAPI":
+        import torch
+
+        self.card = load_card(self.model_dir)
+        backend = self.backend
+        if backend == "auto":
+            backend = "torch" if (self.device or "").startswith("cuda") or torch.cuda.is_available() else "onnx"
+        self.backend = backend
+        if backend == "onnx":
+            import onnxruntime as ort
+
+            from dogbreed.serve.export import export_onnx
+
+            path = self.onnx_path or export_onnx(self.model_dir)[0]
+            opts = ort.SessionOptions()
+            if self.threads:
+                opts.intra_op_num_threads = self.threads
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self._run = lambda x: session.run(None, {"input": x})[0]
+        else:
+            from dogbreed.models.artifact import load_model
+            from dogbreed.serve.export import ServedModel
+
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            model, card = load_model(self.model_dir)
+            served = ServedModel(model, card.test_time_flip).to(device).eval()
+
+            def run(x: np.ndarray) -> np.ndarray:
+                with torch.no_grad():
+                    return served(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+            self._run = run
+        log.info("model %s loaded (%s backend, %d classes)", self.model_dir, backend, self.card.num_classes)
+        return self
+
+    # -- the four steps ----------------------------------------------------------------------------------------
+    def decode(self, data: bytes) -> np.ndarray:
+        """Bytes -> the square uint8 array; raises ImageError with a short reason."""
+        img = open_image(data)
+        if min(img.size) < MIN_SIDE:
+            raise ImageError(f"image too small ({img.width}x{img.height}); at least {MIN_SIDE}x{MIN_SIDE} pixels")
+        assert self.card is not None
+        return to_square(img, self.card.preprocessing)
+
+    def predict(self, squares: list[np.ndarray]) -> np.ndarray:
+        """A batch of squares -> B x C class probabilities."""
+        assert self.card is not None and self._run is not None
+        prep = self.card.preprocessing
+        off = (prep.resize_size - prep.input_size) // 2
+        x = np.stack(squares)[:, off:off + prep.input_size, off:off + prep.input_size]
+        x = x.astype(np.float32) / 255.0
+        x = (x - np.array(prep.mean, np.float32)) / np.array(prep.std, np.float32)
+        return self._run(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+    def encode(self, probs: np.ndarray, top_k: int | None) -> Any:
+        """All class probabilities (as SageMaker's algorithm returns), or the top-k with readable names."""
+        assert self.card is not None
+        if not top_k:
+            return [round(float(p), 6) for p in probs]
+        order = np.argsort(-probs)[:top_k]
+        return [{"label": self.card.class_labels[i], "class": self.card.class_folders[i], "index": int(i),
+                 "probability": round(float(probs[i]), 6)} for i in order]
+
+
+def default_threads() -> int:
+    return max(1, (os.cpu_count() or 1))

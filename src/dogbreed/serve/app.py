@@ -1,0 +1,252 @@
+"""The HTTP endpoint: SageMaker's serving contract (GET /ping, POST /invocations), Prometheus /metrics, a web page.
+
+Every bad request gets a 4xx with a JSON error and the server keeps serving. Configuration comes from a JSON file
+named by DOGBREED_SERVE_CONFIG, so uvicorn's worker processes can each build the app (`create_app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from dogbreed.data.images import ImageError
+from dogbreed.serve.api import BreedClassifierAPI
+from dogbreed.serve.batcher import MicroBatcher
+from dogbreed.serve.page import PAGE
+
+log = logging.getLogger("dogbreed.serve")
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
+IMAGE_TYPES = {"image/jpeg", "image/png", "application/x-image", "image/gif", "image/webp", "image/bmp"}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_dir: str
+    onnx_path: str | None = None
+    backend: str = "auto"
+    device: str | None = None
+    max_batch_size: int = 16
+    max_wait_ms: float = 5.0
+    api_key: str | None = None
+    endpoint_name: str = "local"
+    model_ref: str = ""
+    log_file: str | None = None
+    threads: int | None = None
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: str) -> "ServeConfig":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Metrics:
+    """Prometheus metrics; shared across uvicorn workers when PROMETHEUS_MULTIPROC_DIR is set."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("dogbreed_requests", "Invocation requests", ["status"], registry=self.registry)
+        self.errors = Counter("dogbreed_errors", "Invocation requests answered with an error", ["reason"],
+                              registry=self.registry)
+        self.latency = Histogram("dogbreed_request_latency_seconds", "Invocation latency", registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        self.batch = Histogram("dogbreed_batch_size", "Images per model call", registry=self.registry,
+                               buckets=(1, 2, 4, 8, 16, 32, 64))
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_body(request: Request) -> bytes:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise RequestError(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _images_from_request(request: Request, body: bytes) -> list[bytes]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not body:
+        raise RequestError(400, "empty request body: send an image")
+    if content_type in IMAGE_TYPES:
+        return [body]
+    if content_type == "application/json":
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError(400, "body is not valid JSON") from None
+        items: list[Any]
+        if isinstance(doc, dict) and "instances" in doc and isinstance(doc["instances"], list):
+            items = doc["instances"]
+        elif isinstance(doc, dict):
+            items = [doc]
+        else:
+            raise RequestError(400, 'JSON must be {"image": "<base64>"} or {"instances": [{"b64": ...}]}')
+        out = []
+        for item in items:
+            b64 = item.get("image", item.get("b64")) if isinstance(item, dict) else item
+            if not isinstance(b64, str):
+                raise RequestError(400, 'JSON must be {"image": "<base64>"} or {"instances": [{"b64": ...}]}')
+            try:
+                out.append(base64.b64decode(b64, validate=True))
+            except (binascii.Error, ValueError):
+                raise RequestError(400, "image field is not valid base64") from None
+        if not out:
+            raise RequestError(400, "no images in the request")
+        return out
+    if content_type == "multipart/form-data":
+        request._body = body  # Starlette parses the form from the body already read (and size-checked)
+        try:
+            form = await request.form()
+        except Exception:
+            raise RequestError(400, "malformed multipart body") from None
+        files = [v for _, v in form.multi_items() if hasattr(v, "read")]
+        if not files:
+            raise RequestError(400, "multipart body has no file part")
+        return [await f.read() for f in files]
+    raise RequestError(415, f"unsupported content type {content_type or '(none)'!r}: use image/jpeg, image/png, "
+                            "application/x-image, application/json or multipart/form-data")
+
+
+def _top_k(request: Request) -> int | None:
+    raw = request.query_params.get("top_k")
+    accept = request.headers.get("accept", "")
+    if raw is None and "top_k=" in accept:
+        raw = accept.split("top_k=", 1)[1].split(";")[0].split(",")[0].strip()
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise RequestError(400, "top_k must be a positive integer")
+    return int(raw)
+
+
+def create_app(config: ServeConfig | None = None) -> FastAPI:
+    if config is None:
+        config = ServeConfig.load(os.environ["DOGBREED_SERVE_CONFIG"])
+    if config.log_file:
+        handler = logging.FileHandler(config.log_file)
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [{os.getpid()}] %(levelname)s %(message)s"))
+        logging.getLogger("dogbreed").addHandler(handler)
+        logging.getLogger("dogbreed").setLevel(logging.INFO)
+    api = BreedClassifierAPI(Path(config.model_dir), backend=config.backend, device=config.device,
+                             onnx_path=Path(config.onnx_path) if config.onnx_path else None, threads=config.threads)
+    metrics = Metrics()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        api.setup()  # the model loads at start-up, not at import
+        batcher = MicroBatcher(api.predict, config.max_batch_size, config.max_wait_ms,
+                               on_batch=metrics.batch.observe)
+        batcher.start()
+        state["batcher"] = batcher
+        log.info("endpoint %s serving %s", config.endpoint_name, config.model_ref or config.model_dir)
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="dogbreed endpoint", lifespan=lifespan)
+
+    def authorised(request: Request) -> bool:
+        if not config.api_key:
+            return True
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        return key == config.api_key
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        return JSONResponse({"status": "ok"} if "batcher" in state else {"status": "loading"},
+                            status_code=200 if "batcher" in state else 503)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.replace("__NEEDS_KEY__", "true" if config.api_key else "false")
+                            .replace("__ENDPOINT__", config.endpoint_name))
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        if not authorised(request):
+            return _error(401, "missing or wrong API key")
+        data, content_type = metrics.render()
+        return Response(data, media_type=content_type)
+
+    @app.get("/model")
+    async def model_info(request: Request) -> Response:
+        if not authorised(request):
+            return _error(401, "missing or wrong API key")
+        card = api.card
+        return JSONResponse({"model": config.model_ref, "backend": api.backend, "classes": card.class_labels,
+                             "class_folders": card.class_folders, "preprocessing": card.preprocessing.to_dict()})
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        start = time.perf_counter()
+        try:
+            if not authorised(request):
+                raise RequestError(401, "missing or wrong API key")
+            top_k = _top_k(request)
+            body = await _read_body(request)
+            blobs = await _images_from_request(request, body)
+            loop = asyncio.get_running_loop()
+            try:
+                squares = [await loop.run_in_executor(None, api.decode, b) for b in blobs]
+            except ImageError as e:
+                raise RequestError(400, f"bad image: {e}") from None
+            probs = await asyncio.gather(*(state["batcher"].submit(s) for s in squares))
+            results = [api.encode(np.asarray(p), top_k) for p in probs]
+            payload: Any = results[0] if len(results) == 1 else results
+            if top_k:
+                payload = {"predictions": payload}
+            metrics.requests.labels("200").inc()
+            return JSONResponse(payload)
+        except RequestError as e:
+            metrics.requests.labels(str(e.status)).inc()
+            metrics.errors.labels(str(e.status)).inc()
+            log.info("invocation refused (%d): %s", e.status, e.message)
+            return _error(e.status, e.message)
+        except Exception as e:  # a bug must not take the endpoint down: 500, logged, keep serving
+            metrics.requests.labels("500").inc()
+            metrics.errors.labels("500").inc()
+            log.exception("invocation failed: %s", e)
+            return _error(500, "internal error; see the endpoint log")
+        finally:
+            metrics.latency.observe(time.perf_counter() - start)
+
+    return app

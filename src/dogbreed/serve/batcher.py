@@ -1,0 +1,62 @@
+"""Micro-batching: concurrent requests are gathered (up to a size, for at most a wait) and predicted together."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+import numpy as np
+
+
+class MicroBatcher:
+    def __init__(self, predict: Callable[[list[np.ndarray]], np.ndarray], max_batch_size: int = 16,
+                 max_wait_ms: float = 5.0, on_batch: Callable[[int], None] | None = None):
+        self.predict, self.max_batch_size, self.max_wait = predict, max_batch_size, max_wait_ms / 1000
+        self.on_batch = on_batch
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def submit(self, square: np.ndarray) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((square, future))
+        return await future
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self.queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(items) < self.max_batch_size:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    items.append(await asyncio.wait_for(self.queue.get(), timeout))
+                except asyncio.TimeoutError:
+                    break
+            squares = [s for s, _ in items]
+            try:
+                probs = await loop.run_in_executor(None, self.predict, squares)
+            except Exception as e:  # every waiting request learns of it; the loop goes on
+                for _, f in items:
+                    if not f.done():
+                        f.set_exception(e)
+                continue
+            if self.on_batch:
+                self.on_batch(len(items))
+            for (_, f), p in zip(items, probs):
+                if not f.done():
+                    f.set_result(p)
+
+
