@@ -325,6 +325,72 @@ def cmd_data_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from dogbreed.tune import analytics
+    from dogbreed.tune.runner import TuningJobSpec, resume_tuning_job, start_tuning_job
+
+    if args.action == "describe":
+        if not args.name:
+            raise UserError("usage: dogbreed tune describe NAME [--csv|--json]")
+        _require_tuning(args.name)
+        if args.csv:
+            rows, config, _ = analytics.analytics(args.name)
+            sys.stdout.write(analytics.to_csv(rows, config))
+            return 0
+        s = analytics.summary(args.name)
+        if args.json:
+            _print_json(s)
+            return 0
+        rows, config, _ = analytics.analytics(args.name)
+        print(f"tuning job {s['name']}: {s['status']}" + (f" ({s['failure_reason']})" if s["failure_reason"] else ""))
+        print(f"strategy {s['strategy']}, objective {s['objective']['type']} {s['objective']['metric']}, "
+              f"trials {s['trial_counts']}, warm-start trials {s['warm_start_trials']}")
+        print(f"best training job: {s['best_training_job']} ({s['best_objective_value']})"
+              + (f"; completion: {s['completion_reason']}" if s["completion_reason"] else ""))
+        print(analytics.to_table(rows, config))
+        return 0
+    if args.action == "list":
+        from dogbreed.train.records import list_records
+
+        recs = list_records(kind="tuning")
+        if args.json:
+            _print_json([r.to_dict() for r in recs])
+            return 0
+        for r in recs:
+            print(f"{r.name:28s} {r.status:11s} best {r.extra.get('best_training_job')} "
+                  f"({r.extra.get('best_objective_value')}) trials {r.extra.get('trial_counts', {})}")
+        return 0
+    if args.action == "resume":
+        if not args.name:
+            raise UserError("usage: dogbreed tune resume NAME")
+        record = resume_tuning_job(args.name)
+    else:
+        if args.name:
+            raise UserError(f"unknown tune action {args.name!r} (use resume, describe or list)")
+        if not (args.data and args.config and args.job_name):
+            raise UserError("dogbreed tune needs --data, --config and --job-name")
+        from dogbreed.tune.config import parse_tuning_config
+
+        config = parse_tuning_config(load_yaml(args.config))
+        record = start_tuning_job(TuningJobSpec(args.job_name, args.data, config, executor=args.executor,
+                                                ray_address=args.ray_address, storage=args.storage,
+                                                on_bad_file=args.on_bad_file, gpus_per_trial=args.gpus_per_trial))
+    if args.json:
+        _print_json(analytics.summary(record.name))
+    else:
+        print(f"tuning job {record.name}: {record.status}; best training job {record.extra.get('best_training_job')}"
+              f" ({record.extra.get('best_objective_value')}); trials {record.extra.get('trial_counts')}")
+        print(f"  table: dogbreed tune describe {record.name}")
+    return 0 if record.status == "Completed" else EXIT_JOB_FAILED
+
+
+def _require_tuning(name: str) -> None:
+    from dogbreed.train.records import load
+
+    if load(name).kind != "tuning":
+        raise UserError(f"{name!r} is not a tuning job")
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from dogbreed.models import list_backbones
 
@@ -391,6 +457,20 @@ def build_parser() -> argparse.ArgumentParser:
     du.add_argument("src")
     du.add_argument("dest")
     du.set_defaults(func=cmd_data_upload)
+
+    tu = add("tune", "run a hyperparameter tuning job; `tune resume NAME`, `tune describe NAME`, `tune list`")
+    tu.add_argument("action", nargs="?", choices=("run", "resume", "describe", "list"), default="run")
+    tu.add_argument("name", nargs="?")
+    tu.add_argument("--data")
+    tu.add_argument("--config", help="tuning YAML: static_hyperparameters, hyperparameter_ranges, objective, ...")
+    tu.add_argument("--job-name")
+    tu.add_argument("--executor", default="local", choices=("local", "ray"))
+    tu.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
+    tu.add_argument("--storage", help="Optuna storage URL shared by all nodes (default: SQLite in the home)")
+    tu.add_argument("--gpus-per-trial", type=float, default=0.0)
+    tu.add_argument("--on-bad-file", default="error", choices=("error", "skip"))
+    tu.add_argument("--csv", action="store_true", help="with describe: the table as CSV")
+    tu.set_defaults(func=cmd_tune)
 
     models = sub.add_parser("models", help="the model registry (MLflow)").add_subparsers(dest="models_command",
                                                                                         required=True)

@@ -1,0 +1,164 @@
+"""The tuning job's analytics, as SageMaker's HyperparameterTuningJobAnalytics shows them: a table of training jobs
+(best first), CSV and JSON of it, and plots of the objective over time and of hyperparameter importance."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from dogbreed.train import records
+from dogbreed.tune.config import TuningConfig
+from dogbreed.tune.runner import best_trial, own_trials
+from dogbreed.tune.space import to_hyperparameters
+
+_STATUS = {TrialState.COMPLETE: "Completed", TrialState.PRUNED: "Stopped", TrialState.FAIL: "Failed",
+           TrialState.RUNNING: "InProgress", TrialState.WAITING: "Pending"}
+
+
+def _iso(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
+
+
+def analytics(name: str) -> tuple[list[dict[str, Any]], TuningConfig, optuna.Study]:
+    record = records.load(name)
+    config = TuningConfig.from_dict(record.extra["config"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=record.extra["storage"])
+    rows = []
+    for t in own_trials(study):
+        job_name = t.user_attrs.get("job_name", "")
+        job = None
+        try:
+            job = records.load(job_name)
+        except Exception:
+            pass
+        value = t.value
+        if value is None and job is not None:
+            value = job.metrics.get(config.objective_metric)
+        if value is None and t.intermediate_values:
+            value = t.intermediate_values[max(t.intermediate_values)]
+        row: dict[str, Any] = dict(to_hyperparameters(t.params))
+        start = job.start_time if job else (t.datetime_start.timestamp() if t.datetime_start else None)
+        end = job.end_time if job else (t.datetime_complete.timestamp() if t.datetime_complete else None)
+        row.update({
+            "TrainingJobName": job_name,
+            "TrainingJobStatus": job.status if job else _STATUS.get(t.state, t.state.name),
+            "FinalObjectiveValue": value,
+            "TrainingStartTime": _iso(start),
+            "TrainingEndTime": _iso(end),
+            "TrainingElapsedTimeSeconds": round(end - start, 1) if start and end else None,
+            "_start": start,
+        })
+        rows.append(row)
+    sign = -1 if config.maximize else 1
+    rows.sort(key=lambda r: (r["FinalObjectiveValue"] is None,
+                             sign * (r["FinalObjectiveValue"] if r["FinalObjectiveValue"] is not None else 0)))
+    return rows, config, study
+
+
+def columns(config: TuningConfig) -> list[str]:
+    return [r.name for r in config.ranges] + ["TrainingJobName", "TrainingJobStatus", "FinalObjectiveValue",
+                                              "TrainingStartTime", "TrainingEndTime", "TrainingElapsedTimeSeconds"]
+
+
+def to_csv(rows: list[dict[str, Any]], config: TuningConfig) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns(config), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def to_table(rows: list[dict[str, Any]], config: TuningConfig) -> str:
+    cols = columns(config)
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def write_reports(name: str) -> list[Path]:
+    """analytics.csv, analytics.json, objective_over_time.png and hyperparameter_importance.png in the job folder."""
+    rows, config, study = analytics(name)
+    d = records.job_dir(name)
+    (d / "analytics.csv").write_text(to_csv(rows, config))
+    (d / "analytics.json").write_text(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")}
+                                                  for r in rows], indent=1, default=str))
+    out = [d / "analytics.csv", d / "analytics.json"]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r["_start"], r["FinalObjectiveValue"], r["TrainingJobStatus"]) for r in rows
+           if r["_start"] and r["FinalObjectiveValue"] is not None]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = {"Completed": "tab:blue", "Stopped": "tab:orange", "Failed": "tab:red"}
+    t0 = min((p[0] for p in pts), default=0)
+    for status in sorted({p[2] for p in pts}):
+        xs = [(p[0] - t0) / 60 for p in pts if p[2] == status]
+        ys = [p[1] for p in pts if p[2] == status]
+        ax.scatter(xs, ys, label=status, color=colours.get(status, "grey"))
+    ax.set_xlabel("training job start (minutes after the first)")
+    ax.set_ylabel(f"FinalObjectiveValue ({config.objective_metric})")
+    ax.set_title(f"tuning job {name}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(d / "objective_over_time.png", dpi=100)
+    plt.close(fig)
+    out.append(d / "objective_over_time.png")
+    importances = importance(study, config)
+    if importances:
+        fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * len(importances)))
+        names = list(importances)[::-1]
+        ax.barh(names, [importances[n] for n in names])
+        ax.set_xlabel("importance (fANOVA)")
+        ax.set_title(f"hyperparameter importance, {name}")
+        fig.tight_layout()
+        fig.savefig(d / "hyperparameter_importance.png", dpi=100)
+        plt.close(fig)
+        out.append(d / "hyperparameter_importance.png")
+    return out
+
+
+def importance(study: optuna.Study, config: TuningConfig) -> dict[str, float]:
+    done = [t for t in own_trials(study) if t.state == TrialState.COMPLETE]
+    if len(done) < 2 or len({t.value for t in done}) < 2:
+        return {}
+    try:
+        return {k.removeprefix("1-"): float(v) for k, v in optuna.importance.get_param_importances(
+            study, params=None, target=None).items()}
+    except Exception:  # importance needs variation in both params and values; none is not an error
+        return {}
+
+
+def summary(name: str) -> dict[str, Any]:
+    record = records.load(name)
+    rows, config, study = analytics(name)
+    best = best_trial(study, config)
+    return {"name": name, "status": record.status, "failure_reason": record.failure_reason,
+            "strategy": config.strategy, "objective": {"metric": config.objective_metric, "type": config.objective_type},
+            "trial_counts": record.extra.get("trial_counts", {}),
+            "best_training_job": record.extra.get("best_training_job") or (best.user_attrs.get("job_name") if best else None),
+            "best_objective_value": record.extra.get("best_objective_value"),
+            "warm_start_trials": record.extra.get("warm_start_trials", 0),
+            "second_stage": record.extra.get("second_stage", []),
+            "registered_model": record.extra.get("registered_model"),
+            "completion_reason": record.extra.get("completion_reason"),
+            "training_jobs": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]}

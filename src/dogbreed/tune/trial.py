@@ -1,0 +1,88 @@
+"""One trial: a full training job, reporting its per-epoch objective to Optuna so weak trials can be stopped early.
+
+`execute_trial` is the unit of work every executor runs: inline, in a worker process, or as a Ray task on any node.
+It receives everything it needs in a plain, picklable `TrialTask`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from dogbreed.train.trainer import Callback, Trainer
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    tuning_job: str
+    trial_id: int
+    trial_number: int
+    job_name: str
+    data: str
+    hyperparameters: dict[str, Any]
+    storage: str
+    config: dict[str, Any]  # TuningConfig.to_dict(): the worker rebuilds the pruner from it
+    on_bad_file: str = "error"
+    threads: int | None = None
+    home: str | None = None  # the dogbreed home every node must share
+    tracking_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    trial_id: int
+    trial_number: int
+    job_name: str
+    status: str  # the training job's status
+    value: float | None
+    pruned: bool
+    reason: str | None
+
+
+class PruningReporter(Callback):
+    """Reports the objective after every epoch; asks the trainer to stop when Optuna's pruner says so."""
+
+    def __init__(self, trial: Any, metric: str):
+        self.trial, self.metric = trial, metric
+        self.pruned = False
+        self.last: float | None = None
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.metric)
+        if value is None:
+            return
+        self.last = value
+        self.trial.report(value, step=trainer.global_epoch)
+        if self.trial.should_prune():
+            self.pruned = True
+            trainer.request_stop(f"pruned by the tuning job's early stopping at epoch {trainer.global_epoch}")
+
+
+def execute_trial(task: TrialTask) -> TrialOutcome:
+    if task.home:
+        os.environ["DOGBREED_HOME"] = task.home
+    if task.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = task.tracking_uri
+    import optuna
+    import torch
+
+    from dogbreed.config import Hyperparameters
+    from dogbreed.train.job import TrainingJobSpec, run_training_job
+    from dogbreed.tune.config import TuningConfig
+    from dogbreed.tune.space import make_pruner
+
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = TuningConfig.from_dict(task.config)
+    hp = Hyperparameters.from_mapping(task.hyperparameters)
+    max_epochs = hp.epochs + (hp.head_epochs if hp.train_mode != "head" else 0)
+    study = optuna.load_study(study_name=task.tuning_job, storage=task.storage,
+                              pruner=make_pruner(config, max_epochs))
+    reporter = PruningReporter(optuna.trial.Trial(study, task.trial_id), config.objective_metric)
+    record = run_training_job(TrainingJobSpec(task.job_name, task.data, hp, on_bad_file=task.on_bad_file,
+                                              parent=task.tuning_job, progress=False), callbacks=[reporter])
+    value = record.metrics.get(config.objective_metric, reporter.last)
+    return TrialOutcome(task.trial_id, task.trial_number, task.job_name, record.status,
+                        None if value is None else float(value), reporter.pruned, record.failure_reason)
