@@ -174,13 +174,14 @@ def test_two_stage_fine_tunes_the_best(dogs_slice):
 
 
 def test_cli_describe_table_csv(dogs_slice):
-    r = run_cli("tune", "describe", "tune-bayesian")
+    start_tuning_job(TuningJobSpec("tune-describe", str(dogs_slice), parse_tuning_config(_config())))
+    r = run_cli("tune", "describe", "tune-describe")
     assert r.returncode == 0, r.stderr
     header = r.stdout.splitlines()[3].split()
     assert header == ["learning_rate", "optimizer", "momentum", "eps", "weight_decay", "TrainingJobName",
                       "TrainingJobStatus", "FinalObjectiveValue", "TrainingStartTime", "TrainingEndTime",
                       "TrainingElapsedTimeSeconds"]
-    csv_out = run_cli("tune", "describe", "tune-bayesian", "--csv").stdout.splitlines()
+    csv_out = run_cli("tune", "describe", "tune-describe", "--csv").stdout.splitlines()
     assert csv_out[0].startswith("learning_rate,optimizer") and len(csv_out) == 4
     values = [float(line.split(",")[7]) for line in csv_out[1:]]
     assert values == sorted(values, reverse=True)  # best first
@@ -207,3 +208,39 @@ def test_cli_bad_tuning_configs_fail_before_any_trial(dogs_slice, tmp_path, chan
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (Path(os.environ["DOGBREED_HOME"]) / "jobs" / "never-tuned").exists()
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A real two-node Ray cluster on 127.0.0.1: a head node and a second worker node process."""
+    from dogbreed.serve.endpoints import free_port
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                    "--include-dashboard=false", *common], check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run([ray_bin, "start", f"--address={address}", *common], check=True, capture_output=True,
+                       timeout=120)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            status = subprocess.run([ray_bin, "status", f"--address={address}"], capture_output=True, text=True)
+            if status.stdout.count(" node_") >= 2:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the second Ray node did not join")
+        yield address
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_ray_executor_on_a_two_node_cluster(dogs_slice, ray_cluster):
+    cfg = _config(strategy="Random", max_jobs=2, max_parallel_jobs=2)
+    rec = start_tuning_job(TuningJobSpec("tune-ray", str(dogs_slice), parse_tuning_config(cfg), executor="ray",
+                                         ray_address=ray_cluster))
+    assert rec.status == "Completed" and rec.extra["trial_counts"] == {"COMPLETE": 2}
+    nodes = {t.user_attrs["node"] for t in _study("tune-ray").trials}
+    assert len(nodes) == 2  # one trial on each node: each asked for the node's one CPU

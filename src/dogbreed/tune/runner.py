@@ -194,6 +194,8 @@ def _load_or_none(name: str) -> JobRecord | None:
 
 
 def _tell(study: optuna.Study, config: TuningConfig, outcome: TrialOutcome) -> None:
+    if outcome.node:
+        study._storage.set_trial_user_attr(outcome.trial_id, "node", outcome.node)
     if outcome.pruned:
         study.tell(outcome.trial_number, state=TrialState.PRUNED)
     elif outcome.status == COMPLETED and outcome.value is not None and math.isfinite(outcome.value):

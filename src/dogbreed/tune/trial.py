@@ -38,6 +38,7 @@ class TrialOutcome:
     value: float | None
     pruned: bool
     reason: str | None
+    node: str = ""  # where it ran: Ray node id, else host name
 
 
 class PruningReporter(Callback):
@@ -85,4 +86,18 @@ def execute_trial(task: TrialTask) -> TrialOutcome:
                                               parent=task.tuning_job, progress=False), callbacks=[reporter])
     value = record.metrics.get(config.objective_metric, reporter.last)
     return TrialOutcome(task.trial_id, task.trial_number, task.job_name, record.status,
-                        None if value is None else float(value), reporter.pruned, record.failure_reason)
+                        None if value is None else float(value), reporter.pruned, record.failure_reason,
+                        node=_node())
+
+
+def _node() -> str:
+    import socket
+
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except ImportError:
+        pass
+    return socket.gethostname()
