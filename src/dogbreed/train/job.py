@@ -50,6 +50,7 @@ class TrainingJobSpec:
     parent: str | None = None  # tuning job
     track: bool = True  # MLflow
     progress: bool = True
+    debugger: Any = None  # dogbreed.debug.monitor.DebuggerConfig; None: the default (on, every rule)
 
 
 @dataclass
@@ -230,6 +231,7 @@ class TrainingRun:
         self.tracker = None
         self.dir: Path | None = None
         self.data_wait = DataWaitMeter()
+        self.debug = None  # DebugSession
 
     def preflight(self) -> tuple[nn.Module, Any]:
         """Checks that cost little and need no record: data folder layout, weights availability."""
@@ -253,6 +255,8 @@ class TrainingRun:
                                      self.hp.early_stopping_tolerance))
         if stage == "finetune":
             cbs.append(self.data_wait)
+        if self.debug is not None:
+            cbs += self.debug.callbacks(stage)
         return cbs + self.extra_callbacks
 
     def run(self, data: PreparedData, model: nn.Module, imagenet_head: Any) -> tuple[nn.Module, dict[str, Any]]:
@@ -378,6 +382,10 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
     records.validate_name(spec.name)
     if records.job_dir(spec.name).exists():
         raise UserError(f"job name {spec.name!r} is already used; pick another --job-name")
+    from dogbreed.debug.monitor import DebuggerConfig, DebugSession
+
+    debug_config = spec.debugger or DebuggerConfig()
+    debug_config.validate()
     run = TrainingRun(spec, list(callbacks or []))
     model, imagenet_head = run.preflight()
     hp = spec.hyperparameters
@@ -388,6 +396,9 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
     handler = _attach_log(run.dir / "train.log")
     log.info("training job %s started on %s: backbone %s, train_mode %s", spec.name, run.device,
              run.backbone.name, hp.train_mode)
+    if debug_config.enabled:
+        run.debug = DebugSession(debug_config, run.dir)
+        run.debug.start()
     status, reason = COMPLETED, None
     with _sigterm_as_interrupt():
         try:
@@ -404,6 +415,9 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
                 "num_training_samples": int(len(data.splits["train"].labels)),
                 "counts": {k: int(len(v.labels)) for k, v in data.splits.items()},
                 "content_keys": {k: v.key for k, v in data.splits.items()}, "skipped_files": len(data.skipped)})
+            if run.debug is not None:
+                run.debug.data.meta.update({"num_classes": len(data.class_folders), "label_counts": {
+                    c: int(n) for c, n in data.report.counts.get("train", {}).items()}})
             if run.tracker:
                 run.tracker.log_metrics({"num_classes": len(data.class_folders),
                                          "num_training_samples": len(data.splits["train"].labels)}, 0)
@@ -440,6 +454,16 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
             status, reason = FAILED, f"{type(e).__name__}: {e}"
             log.error("job %s failed: %s\n%s", spec.name, reason, traceback.format_exc())
         finally:
+            if run.debug is not None:
+                try:
+                    results = run.debug.finish()
+                    run.record = records.update(run.record, extra={
+                        **run.record.extra, "rules": {r.rule: r.status for r in results}})
+                    for r in results:
+                        if r.triggered:
+                            log.warning("rule %s: IssuesFound: %s", r.rule, r.details)
+                except Exception as e:  # the debugger must never cost a job its result
+                    log.warning("debugger could not finish for %s: %s", spec.name, e)
             run.record = records.update(run.record, status=status, failure_reason=reason, end_time=time.time())
             log.info("training job %s %s in %.1f s", spec.name, status, run.record.elapsed_s)
             if run.tracker:
