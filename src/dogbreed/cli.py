@@ -56,9 +56,13 @@ def cmd_train(args: argparse.Namespace, hp_flags: dict[str, str]) -> int:
     values: dict[str, Any] = load_yaml(args.config) if args.config else {}
     values.update(hp_flags)
     hp = Hyperparameters.from_mapping(values)
+    from dogbreed.debug.monitor import DebuggerConfig
+
+    debugger = DebuggerConfig(enabled=not args.no_debugger, interval=args.debug_interval, rules=tuple(args.rule or ()),
+                              profiler_interval_ms=args.profiler_interval_ms, profile_steps=args.profile_steps)
     record = run_training_job(TrainingJobSpec(name=args.job_name, data=args.data, hyperparameters=hp,
                                               on_bad_file=args.on_bad_file, device=args.device,
-                                              track=not args.no_tracking))
+                                              track=not args.no_tracking, debugger=debugger))
     if args.register_as and record.status == "Completed":
         from dogbreed.train.registry import register_job
 
@@ -391,6 +395,35 @@ def _require_tuning(name: str) -> None:
         raise UserError(f"{name!r} is not a tuning job")
 
 
+def cmd_debug(args: argparse.Namespace) -> int:
+    from dogbreed.debug.hooks import DebugData
+    from dogbreed.debug.monitor import DebuggerConfig, save_results
+    from dogbreed.debug.rules import evaluate_all
+    from dogbreed.train.records import job_dir, load
+
+    load(args.name)
+    data = DebugData.load(job_dir(args.name) / "debug")
+    results = evaluate_all(DebuggerConfig(rules=tuple(args.rule or ())).rule_configs(), data)
+    save_results(job_dir(args.name) / "debug", results)
+    if args.json:
+        _print_json([r.to_report() for r in results])
+        return 0
+    for r in sorted(results, key=lambda r: (not r.triggered, r.rule)):
+        print(f"{r.rule:26s} {r.status:14s} {r.details}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dogbreed.debug.report import write_report
+
+    out = write_report(args.name, Path(args.output) if args.output else None)
+    if args.json:
+        _print_json({"report": str(out)})
+    else:
+        print(f"report written to {out}")
+    return 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from dogbreed.models import list_backbones
 
@@ -426,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     t.add_argument("--no-tracking", action="store_true", help="do not record the job in MLflow")
     t.add_argument("--register-as", metavar="MODEL", help="register the model in the model registry when done")
+    t.add_argument("--no-debugger", action="store_true", help="record no tensors and run no rules")
+    t.add_argument("--debug-interval", type=int, default=10, help="record tensors every N steps")
+    t.add_argument("--rule", action="append", metavar="SPEC",
+                   help="configure a rule: Name[:param=value,...,action=stop] (repeatable; all rules run anyway)")
+    t.add_argument("--profiler-interval-ms", type=int, default=500)
+    t.add_argument("--profile-steps", metavar="A-B", help="torch.profiler Chrome trace of steps A to B")
     t.set_defaults(func=cmd_train, takes_hps=True)
 
     jobs = sub.add_parser("jobs", help="training job records").add_subparsers(dest="jobs_command", required=True)
@@ -523,6 +562,15 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--output", required=True)
     bt.add_argument("--top-k", type=int)
     bt.set_defaults(func=cmd_batch_transform)
+
+    db = add("debug", "rerun the debugger's rules on a job's recorded data")
+    db.add_argument("name")
+    db.add_argument("--rule", action="append", metavar="SPEC", help="Name[:param=value,...] (repeatable)")
+    db.set_defaults(func=cmd_debug)
+    rp = add("report", "write a job's HTML report (curves, gradients, system usage, rules)")
+    rp.add_argument("name")
+    rp.add_argument("--output", help="HTML file (default: in the job folder)")
+    rp.set_defaults(func=cmd_report)
 
     bb = add("backbones", "list registered backbones")
     bb.set_defaults(func=cmd_backbones)
