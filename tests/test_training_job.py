@@ -117,7 +117,7 @@ def test_cli_train_list_describe_logs_evaluate(dogs_slice):
 ])
 def test_cli_bad_input_is_one_line_and_nonzero(dogs_slice, args, message):
     base = ["train", "--job-name", "never", "--data", str(dogs_slice)]
-    r = run_cli(*base, *args, env={"HF_HUB_OFFLINE": "1"})
+    r = run_cli(*base, *args)
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

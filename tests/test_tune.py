@@ -234,6 +234,9 @@ def ray_cluster(tmp_path):
             raise AssertionError("the second Ray node did not join")
         yield address
     finally:
+        import ray
+
+        ray.shutdown()  # disconnect this driver first: it would otherwise report the cluster's end at exit
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
 
 

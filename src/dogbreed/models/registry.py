@@ -99,9 +99,28 @@ def build_classifier(spec: BackboneSpec, num_classes: int) -> nn.Module:
     return timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes)
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _create_from_hub(timm_name: str) -> nn.Module:
     import timm
+    from huggingface_hub import constants
 
+    online = _hub_reachable()
+    previous = constants.HF_HUB_OFFLINE
+    # Offline, only weights already in the local Hugging Face cache can load: say so at once instead of letting
+    # the hub client retry for a minute.
+    constants.HF_HUB_OFFLINE = previous or not online
     try:
         return timm.create_model(timm_name, pretrained=True)
     except Exception as e:  # network, hub or cache errors all mean the same thing to the user
@@ -111,6 +130,8 @@ def _create_from_hub(timm_name: str) -> nn.Module:
             "pass weights_file=PATH, pick a packaged backbone (efficientnet_lite0/1/2), "
             "or set use_pretrained_model=0 to train from random weights"
         ) from None
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def _load_strict(model: nn.Module, state: StateDict, what: str) -> None:

@@ -393,7 +393,7 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
                                           data={"location": spec.data}, parent=spec.parent,
                                           extra={"device": run.device, "backbone": run.backbone.name}))
     run.dir = records.job_dir(spec.name)
-    handler = _attach_log(run.dir / "train.log")
+    handler = attach_log(run.dir / "train.log")
     log.info("training job %s started on %s: backbone %s, train_mode %s", spec.name, run.device,
              run.backbone.name, hp.train_mode)
     if debug_config.enabled:
@@ -471,11 +471,12 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
                     run.tracker.finish(status, reason, run.dir)
                 except Exception as e:  # tracking must never turn a finished job into a crash
                     log.warning("MLflow tracking failed at the end of %s: %s", spec.name, e)
-            _detach_log(handler)
+            detach_log(handler)
     return run.record
 
 
-def _attach_log(path: Path) -> logging.Handler:
+def attach_log(path: Path) -> logging.Handler:
+    """Copies dogbreed's log lines into a job's own log file until `detach_log`."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handler.setLevel(logging.INFO)
@@ -485,7 +486,7 @@ def _attach_log(path: Path) -> logging.Handler:
     return handler
 
 
-def _detach_log(handler: logging.Handler) -> None:
+def detach_log(handler: logging.Handler) -> None:
     log.removeHandler(handler)
     handler.close()
 

@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import optuna
@@ -24,6 +23,7 @@ from dogbreed.config import Hyperparameters, UserError, home, tracking_uri
 from dogbreed.data.layout import discover, resolve_location
 from dogbreed.models.registry import get_backbone
 from dogbreed.train import records
+from dogbreed.train.job import attach_log, detach_log
 from dogbreed.train.records import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobRecord
 from dogbreed.tune.config import TuningConfig
 from dogbreed.tune.space import grid_points, grid_size, make_pruner, make_sampler, search_space, to_hyperparameters
@@ -295,6 +295,10 @@ class _Executor:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.ray_fn is not None:
+            import ray
+
+            ray.shutdown()
 
 
 def run_tuning(name: str, on_trial: Callable[[TrialOutcome], None] | None = None) -> JobRecord:
@@ -305,7 +309,7 @@ def run_tuning(name: str, on_trial: Callable[[TrialOutcome], None] | None = None
     space = search_space(config)
     executor = _Executor(record.extra["executor"], config.max_parallel_jobs, record.extra.get("ray_address"),
                          float(record.extra.get("gpus_per_trial") or 0))
-    handler = _attach_log(records.job_dir(name) / "tuning.log")
+    handler = attach_log(records.job_dir(name) / "tuning.log")
     stop_reason = None
     try:
         while True:
@@ -344,7 +348,7 @@ def run_tuning(name: str, on_trial: Callable[[TrialOutcome], None] | None = None
                                 end_time=time.time())
     finally:
         executor.close()
-        _detach_log(handler)
+        detach_log(handler)
     return record
 
 
@@ -417,17 +421,3 @@ def _finish(name: str, study: optuna.Study, config: TuningConfig, stop_reason: s
     status = COMPLETED if best_job else FAILED
     reason = None if best_job else "no trial completed"
     return records.update(records.load(name), status=status, failure_reason=reason, end_time=time.time())
-
-
-def _attach_log(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    return handler
-
-
-def _detach_log(handler: logging.Handler) -> None:
-    log.removeHandler(handler)
-    handler.close()

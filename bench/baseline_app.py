@@ -1,0 +1,40 @@
+"""The serving benchmark's baseline: a plain FastAPI endpoint running the PyTorch model once per request.
+
+Same model file and the same outputs (softmax averaged with the mirror image); no ONNX, no micro-batching.
+Started by bench/serve.py as `uvicorn bench.baseline_app:app` with BASELINE_MODEL_DIR set.
+"""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import timm
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from PIL import Image
+from safetensors.torch import load_file
+
+model_dir = Path(os.environ["BASELINE_MODEL_DIR"])
+card = json.loads((model_dir / "model.json").read_text())
+model = timm.create_model(card["timm_name"], num_classes=len(card["class_folders"]))
+model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
+model.eval()
+prep = card["preprocessing"]
+transform = timm.data.create_transform(input_size=(3, prep["input_size"], prep["input_size"]), mean=prep["mean"],
+                                       std=prep["std"], crop_pct=prep["crop_pct"], interpolation=prep["interpolation"])
+app = FastAPI()
+
+
+@app.get("/ping")
+def ping():
+    return {"status": "ok"}
+
+
+@app.post("/invocations")
+async def invocations(request: Request):
+    x = transform(Image.open(io.BytesIO(await request.body())).convert("RGB"))[None]
+    with torch.no_grad():
+        p = (model(x).softmax(-1) + model(x.flip(3)).softmax(-1)) / 2
+    return JSONResponse(p[0].tolist())
