@@ -144,3 +144,24 @@ def test_data_check_cli(dogs_slice, tmp_path):
     (root / "valid" / SLICE_CLASSES[0] / "z.jpg").write_bytes(b"")
     r = run_cli("data", "check", str(root))
     assert r.returncode == 1 and "zero-byte file" in r.stdout
+
+
+def test_ctrl_c_stops_a_job_cleanly(dogs_slice, dogbreed_home):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "dogbreed.cli", "train", "--data", str(dogs_slice), "--job-name",
+                             "interrupted", "--epochs", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    log = dogbreed_home / "jobs" / "interrupted" / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "epoch 3 [head]" in log.read_text()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    rec = records.load("interrupted")
+    assert rec.status == "Stopped" and "interrupt" in rec.failure_reason and rec.end_time
+    assert len(rec.history) >= 3  # finished epochs are kept

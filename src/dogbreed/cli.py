@@ -75,7 +75,10 @@ def cmd_train(args: argparse.Namespace, hp_flags: dict[str, str]) -> int:
     if record.status == "Failed":
         print(f"error: job {record.name} failed: {record.failure_reason}", file=sys.stderr)
         return EXIT_JOB_FAILED
-    return 0 if record.status == "Completed" else 130 if "interrupt" in (record.failure_reason or "") else 0
+    if record.status == "Stopped":
+        print(f"job {record.name} stopped: {record.failure_reason}", file=sys.stderr)
+        return 130 if "interrupt" in (record.failure_reason or "") else EXIT_JOB_FAILED
+    return 0
 
 
 def _print_job_summary(record: Any) -> None:

@@ -27,6 +27,13 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
 
+    def _drain(self, items: list) -> None:
+        while len(items) < self.max_batch_size:
+            try:
+                items.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                return
+
     async def submit(self, square: np.ndarray) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((square, future))
@@ -36,15 +43,20 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             items = [await self.queue.get()]
-            deadline = loop.time() + self.max_wait
-            while len(items) < self.max_batch_size:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    items.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except asyncio.TimeoutError:
-                    break
+            await asyncio.sleep(0)  # let requests that arrived together join
+            self._drain(items)
+            # Wait for more only under load (others already queued): a lone request is served at once, and
+            # requests arriving while the model runs are batched on the next round anyway.
+            if len(items) > 1 and self.max_wait > 0:
+                deadline = loop.time() + self.max_wait
+                while len(items) < self.max_batch_size:
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        items.append(await asyncio.wait_for(self.queue.get(), timeout))
+                    except asyncio.TimeoutError:
+                        break
             squares = [s for s, _ in items]
             try:
                 probs = await loop.run_in_executor(None, self.predict, squares)
