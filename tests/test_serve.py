@@ -213,13 +213,18 @@ def test_predict_cli_via_endpoint_and_model(endpoint, dogs_slice):
 
 
 def test_api_key(served_model, dogs_slice):
-    ep = Endpoint("ep-key", "dogs5", "--api-key", "s3cret")
+    ep = Endpoint("ep-key", "dogs5", "--api-key", "s3cret", "--workers", "2")  # two worker processes
     try:
         photo = _photos(dogs_slice)[0].read_bytes()
         assert ep.post(photo).status_code == 401
         assert ep.post(photo, headers={"X-Api-Key": "wrong"}).status_code == 401
         assert ep.post(photo, headers={"X-Api-Key": "s3cret"}).status_code == 200
         assert ep.post(photo, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.get(f"{ep.url}/metrics").status_code == 401
+        metrics = httpx.get(f"{ep.url}/metrics", headers={"X-Api-Key": "s3cret"}).text
+        # Summed over both workers: 2 answered 200, 2 refused with 401.
+        assert 'dogbreed_requests_total{status="200"} 2.0' in metrics
+        assert 'dogbreed_requests_total{status="401"} 2.0' in metrics
     finally:
         ep.stop()
     assert "ep-key" not in run_cli("endpoints", "list").stdout
