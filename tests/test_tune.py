@@ -247,3 +247,16 @@ def test_ray_executor_on_a_two_node_cluster(dogs_slice, ray_cluster):
     assert rec.status == "Completed" and rec.extra["trial_counts"] == {"COMPLETE": 2}
     nodes = {t.user_attrs["node"] for t in _study("tune-ray").trials}
     assert len(nodes) == 2  # one trial on each node: each asked for the node's one CPU
+
+
+@pytest.mark.parametrize("criteria, reason", [
+    ({"target_objective_value": 0.9}, "target objective value 0.9 reached"),
+    ({"max_jobs_without_improvement": 1}, "no improvement over 1 jobs"),
+])
+def test_completion_criteria_end_the_search_early(dogs_slice, criteria, reason):
+    # On 5 breeds the first trial already reaches 100%: nothing can beat it.
+    name = f"tune-cc-{len(reason)}"
+    cfg = _config(strategy="Random", max_jobs=6, completion_criteria=criteria)
+    rec = start_tuning_job(TuningJobSpec(name, str(dogs_slice), parse_tuning_config(cfg)))
+    assert rec.status == "Completed" and rec.extra["completion_reason"] == reason
+    assert sum(rec.extra["trial_counts"].values()) < 6
