@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from dogbreed.data.images import ImageError, decode_to_square, open_image
+from dogbreed.data.layout import IMAGE_SUFFIXES
 from dogbreed.preprocessing import Preprocessing
 
 
@@ -30,11 +31,10 @@ def hash_file(path: Path) -> str:
 def _scan_one(args: tuple[str, Preprocessing | None]) -> tuple[FileScan, np.ndarray | None]:
     path, prep = args
     p = Path(path)
-    if p.suffix.lower() not in {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}:
-        data = p.read_bytes()
-        return FileScan(path, hashlib.sha1(data).hexdigest(), error="not an image file"), None
     data = p.read_bytes()
     digest = hashlib.sha1(data).hexdigest()
+    if p.suffix.lower() not in IMAGE_SUFFIXES:
+        return FileScan(path, digest, error="not an image file"), None
     if not data:
         return FileScan(path, digest, error="zero-byte file"), None
     try:

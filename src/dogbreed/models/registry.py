@@ -92,13 +92,6 @@ def create_model(spec: BackboneSpec, num_classes: int, *, pretrained: bool, weig
     return model, pretrained_head
 
 
-def build_classifier(spec: BackboneSpec, num_classes: int) -> nn.Module:
-    """An untrained model of the right shape, to load a trained dogbreed state dict into."""
-    import timm
-
-    return timm.create_model(spec.timm_name, pretrained=False, num_classes=num_classes)
-
-
 def _hub_reachable(timeout: float = 3.0) -> bool:
     import os
     import socket
