@@ -37,8 +37,7 @@ def main() -> None:
     from dogbreed.data.batches import BatchSource
     from dogbreed.data.cache import load_or_build
     from dogbreed.data.layout import discover
-    from dogbreed.debug.hooks import DebugData, TensorRecorder
-    from dogbreed.debug.monitor import DebuggerConfig, RuleRunner, DebugSession
+    from dogbreed.debug.monitor import DebuggerConfig, DebugSession
     from dogbreed.models.registry import create_model, get_backbone
     from dogbreed.train.job import freeze_for_mode
     from dogbreed.train.trainer import Callback, Trainer, TrainerConfig

@@ -67,6 +67,14 @@ def _stat(data: DebugData, stat: str) -> list[dict[str, Any]]:
     return [r for r in data.tensors if r["stat"] == stat]
 
 
+def _layers_over(data: DebugData, stat: str, threshold: float) -> tuple[dict[str, float], list[str]]:
+    """Per-layer values of `stat` at the last step that recorded it, and the layers at or over `threshold`."""
+    rows = _stat(data, stat)
+    last_step = max((r["step"] for r in rows), default=None)
+    layers = {r["name"]: r["value"] for r in rows if r["step"] == last_step}
+    return layers, sorted(n for n, v in layers.items() if v >= threshold)
+
+
 # -- debugger rules ------------------------------------------------------------------------------------------
 
 
@@ -243,9 +251,7 @@ class DeadRelu(Rule):
     max_dead_layer_fraction: float = 0.25
 
     def check(self, data: DebugData) -> tuple[int, int, str]:
-        last_step = max((r["step"] for r in _stat(data, "activation_zero_fraction")), default=None)
-        layers = {r["name"]: r["value"] for r in _stat(data, "activation_zero_fraction") if r["step"] == last_step}
-        dead = sorted(n for n, v in layers.items() if v >= self.threshold)
+        layers, dead = _layers_over(data, "activation_zero_fraction", self.threshold)
         bad = layers and len(dead) / len(layers) > self.max_dead_layer_fraction
         return (len(dead) if bad else 0, len(layers),
                 f"{len(dead)} of {len(layers)} activation layers output zeros for >= {self.threshold:.0%} of units"
@@ -261,9 +267,7 @@ class SaturatedActivation(Rule):
     max_saturated_layer_fraction: float = 0.25
 
     def check(self, data: DebugData) -> tuple[int, int, str]:
-        last_step = max((r["step"] for r in _stat(data, "activation_saturated_fraction")), default=None)
-        layers = {r["name"]: r["value"] for r in _stat(data, "activation_saturated_fraction") if r["step"] == last_step}
-        sat = sorted(n for n, v in layers.items() if v >= self.threshold)
+        layers, sat = _layers_over(data, "activation_saturated_fraction", self.threshold)
         bad = layers and len(sat) / len(layers) > self.max_saturated_layer_fraction
         return (len(sat) if bad else 0, len(layers),
                 f"{len(sat)} of {len(layers)} saturating layers have >= {self.threshold:.0%} of units at a limit"

@@ -7,7 +7,6 @@ The same decode and crop as offline evaluation (`dogbreed.data.images`), so the 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,3 @@ class BreedClassifierAPI:
         order = np.argsort(-probs)[:top_k]
         return [{"label": self.card.class_labels[i], "class": self.card.class_folders[i], "index": int(i),
                  "probability": round(float(probs[i]), 6)} for i in order]
-
-
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 1))

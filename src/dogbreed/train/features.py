@@ -20,6 +20,7 @@ from dogbreed.config import home
 from dogbreed.data.batches import BatchSource as ImageBatches
 from dogbreed.data.cache import CachedSplit
 from dogbreed.preprocessing import Preprocessing
+from dogbreed.train.trainer import autocast
 
 VIEWS = ("center", "flip")
 
@@ -42,11 +43,10 @@ def extract_features(model: nn.Module, split: CachedSplit, prep: Preprocessing, 
     # channels_last on both model and input: about 2x faster for these convolutions on CPU.
     model = model.to(device, memory_format=torch.channels_last).eval()
     source = ImageBatches(split.images, split.labels, prep, batch_size=batch_size)
-    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision_dtype)
     chunks = []
     for x, _ in source.batches():
         x = x.to(device)
-        with torch.autocast(device_type=torch.device(device).type, dtype=dtype) if dtype else _null():
+        with autocast(device, precision_dtype):
             views = [pooled_features(model, x), pooled_features(model, x.flip(3))]
         chunks.append(torch.stack(views, 1).float().cpu().numpy())
         if on_progress:
@@ -57,12 +57,6 @@ def extract_features(model: nn.Module, split: CachedSplit, prep: Preprocessing, 
     np.save(tmp, feats)
     os.replace(tmp, path)
     return feats
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from dogbreed.train.callbacks import DataWaitMeter, EarlyStopping, EpochLog, Pro
 from dogbreed.train.evaluate import Evaluation, evaluate_logits, write_evaluation
 from dogbreed.train.features import FeatureBatches, extract_features, flip_predict, mean_over_views, weights_id
 from dogbreed.train.records import COMPLETED, FAILED, STOPPED, JobRecord
-from dogbreed.train.trainer import Callback, Trainer, TrainerConfig
+from dogbreed.train.trainer import Callback, Trainer, TrainerConfig, autocast
 
 log = logging.getLogger("dogbreed")
 
@@ -362,11 +362,9 @@ def predict_images(model: nn.Module, images: np.ndarray, prep: Any, use_flip: bo
     model = model.to(device, memory_format=torch.channels_last).eval()
     predict = flip_predict(use_flip)
     source = BatchSource(images, np.zeros(len(images), dtype=np.int64), prep, batch_size)
-    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision_dtype)
     outs = []
     for x, _ in source.batches():
-        with torch.autocast(device_type=torch.device(device).type, dtype=dtype) if dtype else \
-                contextlib.nullcontext():
+        with autocast(device, precision_dtype):
             outs.append(predict(model, x.to(device)).float().cpu())
     return torch.cat(outs) if outs else torch.zeros(0, 0)
 

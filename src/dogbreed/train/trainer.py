@@ -72,6 +72,14 @@ class TrainerState:
 Predict = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
+def autocast(device: str | torch.device, precision_dtype: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for bfloat16/float16 on `device`; nothing for float32."""
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision_dtype)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 def plain_predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x)
 
@@ -105,10 +113,7 @@ class Trainer:
         return self.config.epoch_offset + self.state.epoch
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(self.config.precision_dtype)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast(self.device, self.config.precision_dtype)
 
     # -- loop -----------------------------------------------------------------------------------------------
     def fit(self) -> list[dict[str, float]]:
