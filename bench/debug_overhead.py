@@ -39,7 +39,7 @@ def main() -> None:
     from dogbreed.data.layout import discover
     from dogbreed.debug.monitor import DebuggerConfig, DebugSession
     from dogbreed.models.registry import create_model, get_backbone
-    from dogbreed.train.job import freeze_for_mode
+    from dogbreed.train.recipe import freeze_for_mode
     from dogbreed.train.trainer import Callback, Trainer, TrainerConfig
 
     root = Path(tempfile.mkdtemp()) / "slice"

@@ -97,9 +97,9 @@ def main() -> None:
 
     from dogbreed.config import Hyperparameters
     from dogbreed.serve.api import BreedClassifierAPI
-    from dogbreed.serve.endpoints import free_port
+    from dogbreed.serve.deploy import free_port
     from dogbreed.train.job import TrainingJobSpec, run_training_job
-    from dogbreed.train.records import job_dir
+    from dogbreed.jobs.records import job_dir
 
     classes = tuple(sorted(p.name for p in (Path(args.data) / "train").iterdir())[:10])
     root = make_slice(Path(tempfile.mkdtemp()) / "slice", classes, 10, 4)

@@ -55,9 +55,9 @@ def main() -> None:
     import torchvision
 
     from dogbreed.models.registry import create_model, get_backbone
-    from dogbreed.train.predict import evaluate_job
+    from dogbreed.train.job_evaluation import evaluate_job
     from dogbreed.tune.config import parse_tuning_config
-    from dogbreed.tune.runner import TuningJobSpec, start_tuning_job
+    from dogbreed.tune.start import TuningJobSpec, start_tuning_job
 
     classes = sorted(p.name for p in (Path(args.data) / "train").iterdir())[: args.classes]
     root = make_split(Path(args.data), Path(tempfile.mkdtemp()) / "data", classes)

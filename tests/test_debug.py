@@ -10,7 +10,7 @@ import torch
 from conftest import run_cli
 from dogbreed.config import Hyperparameters, UserError
 from dogbreed.debug.monitor import DebuggerConfig
-from dogbreed.train import records
+from dogbreed.jobs import records
 from dogbreed.train.job import TrainingJobSpec, run_training_job
 from dogbreed.train.trainer import Callback
 
@@ -152,7 +152,7 @@ def test_report_html_in_headless_chromium(dogs_slice, tmp_path):
 
 def test_tuning_report_compares_trials(dogs_slice, tmp_path):
     from dogbreed.tune.config import parse_tuning_config
-    from dogbreed.tune.runner import TuningJobSpec, start_tuning_job
+    from dogbreed.tune.start import TuningJobSpec, start_tuning_job
 
     cfg = {"strategy": "Random", "max_jobs": 2, "static_hyperparameters": {"epochs": 3},
            "hyperparameter_ranges": {"learning_rate": {"min": 0.0001, "max": 0.01}}}

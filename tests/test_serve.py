@@ -18,10 +18,10 @@ from PIL import Image
 
 from conftest import run_cli
 from dogbreed.config import Hyperparameters
-from dogbreed.serve.endpoints import free_port
+from dogbreed.serve.deploy import free_port
 from dogbreed.train.job import TrainingJobSpec, run_training_job
-from dogbreed.train.predict import evaluate_job
-from dogbreed.train.registry import register_job
+from dogbreed.train.job_evaluation import evaluate_job
+from dogbreed.jobs.registry import register_job
 
 
 class Endpoint:

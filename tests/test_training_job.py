@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 
 from conftest import make_slice, run_cli, SLICE_CLASSES
 from dogbreed.config import Hyperparameters, UserError
-from dogbreed.train import records
+from dogbreed.jobs import records
 from dogbreed.train.job import TrainingJobSpec, run_training_job
 
 
@@ -112,7 +112,7 @@ def test_cli_train_list_describe_logs_evaluate(dogs_slice):
     (["--learning_rate", "0"], "learning_rate=0.0 is out of range"),
     (["--mini_batch_size", "0"], "mini_batch_size=0 is out of range"),
     (["--momentum", "2"], "momentum=2.0 is out of range"),
-    (["--colour", "red"], "unknown hyperparameter or option '--colour'"),
+    (["--colour", "red"], "unknown option --colour"),
     (["--num_layers", "18"], "pretrained weights for 'resnet18' are not available offline"),
 ])
 def test_cli_bad_input_is_one_line_and_nonzero(dogs_slice, args, message):

@@ -16,9 +16,10 @@ import yaml
 
 from conftest import run_cli
 from dogbreed.config import UserError
-from dogbreed.train import records
+from dogbreed.jobs import records
 from dogbreed.tune.config import parse_tuning_config
-from dogbreed.tune.runner import INTERRUPTED, WARM, TuningJobSpec, start_tuning_job
+from dogbreed.tune.start import TuningJobSpec, start_tuning_job
+from dogbreed.tune.trials import INTERRUPTED, WARM
 
 SEED_RANGES = {  # the seed notebook's tuning job
     "learning_rate": {"type": "Continuous", "min": 0.001, "max": 0.1, "scaling": "Logarithmic"},
@@ -44,12 +45,23 @@ def _study(name: str) -> optuna.Study:
 @pytest.mark.parametrize("strategy", ["Bayesian", "Random", "Hyperband"])
 def test_strategies_run_real_trials(dogs_slice, strategy):
     name = f"tune-{strategy.lower()}"
-    rec = start_tuning_job(TuningJobSpec(name, str(dogs_slice), parse_tuning_config(_config(strategy=strategy))))
+    register_as = "tuned-dogs" if strategy == "Bayesian" else None
+    rec = start_tuning_job(TuningJobSpec(name, str(dogs_slice), parse_tuning_config(_config(strategy=strategy)),
+                                         register_as=register_as))
     assert rec.status == "Completed", rec.failure_reason
     jobs = [records.load(f"{name}-{i:03d}") for i in range(3)]
     assert all(j.parent == name and j.status in ("Completed", "Stopped") for j in jobs)
     assert rec.extra["best_objective_value"] >= 0.8
-    assert rec.extra["registered_model"]["name"] == name  # the best job's model is in the registry
+    if register_as:  # the best job's model is in the registry, only when asked for
+        assert rec.extra["registered_model"]["name"] == register_as
+        assert rec.extra["registered_model"]["job"] == rec.extra["best_training_job"]
+    else:
+        assert rec.extra["registered_model"] is None
+    # A tuning job is a parent MLflow run; its trials' runs are nested under it.
+    from dogbreed.jobs.tracking import client
+
+    assert all(client().get_run(j.mlflow_run_id).data.tags["mlflow.parentRunId"] == rec.mlflow_run_id
+               for j in jobs)
     d = records.job_dir(name)
     for f in ("analytics.csv", "analytics.json", "objective_over_time.png"):
         assert (d / f).exists()
@@ -121,7 +133,7 @@ def test_warm_start_uses_parent_trials(dogs_slice):
 def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(dogs_slice, tmp_path, dogbreed_home):
     cfg = tmp_path / "tune.yaml"
     cfg.write_text(yaml.safe_dump(_config(strategy="Random", max_jobs=6, static_hyperparameters={"epochs": 30})))
-    proc = subprocess.Popen([sys.executable, "-m", "dogbreed.cli", "tune", "--data", str(dogs_slice), "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "dogbreed.cli", "tune", "run", "--data", str(dogs_slice), "--config",
                              str(cfg), "--job-name", "tune-crash"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=os.environ.copy())
     log = dogbreed_home / "jobs" / "tune-crash" / "tuning.log"
@@ -135,7 +147,10 @@ def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(dogs_slice, tm
     proc.wait()
     before = _study("tune-crash")
     done_before = {t.user_attrs["job_name"] for t in before.trials if t.state.is_finished()}
-    assert len(done_before) == 2 and records.load("tune-crash").status == "InProgress"
+    assert len(done_before) == 2
+    # Whoever reads the record next sees that its process is gone.
+    crashed = records.load("tune-crash")
+    assert crashed.status == "Failed" and "process ended without finishing" in crashed.failure_reason
     r = run_cli("tune", "resume", "tune-crash")
     assert r.returncode == 0, r.stderr
     after = _study("tune-crash")
@@ -147,6 +162,9 @@ def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(dogs_slice, tm
     assert len(rerun) == 1 and rerun[0].params == interrupted[0].params  # ...and run again
     names = [t.user_attrs["job_name"] for t in own]
     assert len(set(names)) == 6 and done_before <= set(names)  # finished trials kept, none rerun
+    # The seeded sampler moved on: no point evaluated before the crash is drawn again.
+    points = [tuple(sorted(t.params.items())) for t in own if t.user_attrs.get("rerun_of") is None]
+    assert len(set(points)) == len(points)
     assert records.load(interrupted[0].user_attrs["job_name"]).status == "Failed"
     assert records.load("tune-crash").status == "Completed"
     assert run_cli("tune", "resume", "tune-crash").returncode == 2  # already complete
@@ -204,7 +222,7 @@ BAD = [
 def test_cli_bad_tuning_configs_fail_before_any_trial(dogs_slice, tmp_path, change, message):
     cfg = tmp_path / "tune.yaml"
     cfg.write_text(yaml.safe_dump(_config(**change)))
-    r = run_cli("tune", "--data", str(dogs_slice), "--config", str(cfg), "--job-name", "never-tuned")
+    r = run_cli("tune", "run", "--data", str(dogs_slice), "--config", str(cfg), "--job-name", "never-tuned")
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (Path(os.environ["DOGBREED_HOME"]) / "jobs" / "never-tuned").exists()
@@ -213,7 +231,7 @@ def test_cli_bad_tuning_configs_fail_before_any_trial(dogs_slice, tmp_path, chan
 @pytest.fixture
 def ray_cluster(tmp_path):
     """A real two-node Ray cluster on 127.0.0.1: a head node and a second worker node process."""
-    from dogbreed.serve.endpoints import free_port
+    from dogbreed.serve.deploy import free_port
 
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = free_port()

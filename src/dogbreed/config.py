@@ -20,7 +20,14 @@ class UserError(Exception):
 
 def home() -> Path:
     """Root of all dogbreed state (jobs, caches, MLflow database); `DOGBREED_HOME` or ./dogbreed-home."""
-    return Path(os.environ.get("DOGBREED_HOME", "dogbreed-home")).resolve()
+    path = Path(os.environ.get("DOGBREED_HOME") or "dogbreed-home").expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"DOGBREED_HOME {path} is a file, not a folder: point it at a folder")
+    return path
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{home() / 'mlflow.db'}"
 
 
 def tracking_uri() -> str:
@@ -28,8 +35,11 @@ def tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    home().mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home() / 'mlflow.db'}"
+    try:
+        home().mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the dogbreed home {home()}: {e.strerror}") from None
+    return default_tracking_uri()
 
 
 def _hp(default: Any, help: str, *, choices: tuple = (), low: float | None = None, high: float | None = None,
@@ -39,7 +49,7 @@ def _hp(default: Any, help: str, *, choices: tuple = (), low: float | None = Non
     return field(default=default, metadata=meta)
 
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "nag", "adam", "adamw", "rmsprop")
 AUGMENTATIONS = ("none", "crop", "crop_color", "crop_color_transform")
 PRECISIONS = ("float32", "bfloat16", "float16")
 TRAIN_MODES = ("head", "last_blocks", "full")
@@ -62,9 +72,11 @@ class Hyperparameters:
     learning_rate: float = _hp(1e-3, "learning rate of the trained stage", low=0.0, low_open=True)
     head_learning_rate: float = _hp(1e-3, "learning rate of the head-only epochs before unfreezing", low=0.0,
                                     low_open=True)
-    optimizer: str = _hp("adamw", "sgd, adam, adamw or rmsprop", choices=OPTIMIZERS)
-    momentum: float = _hp(0.9, "momentum (sgd, rmsprop)", low=0.0, high=1.0)
-    eps: float = _hp(1e-8, "epsilon (adam, adamw, rmsprop)", low=0.0, low_open=True, high=1.0)
+    optimizer: str = _hp("adamw", "sgd, nag (Nesterov), adam, adamw or rmsprop", choices=OPTIMIZERS)
+    momentum: float = _hp(0.9, "momentum (sgd, nag, rmsprop)", low=0.0, high=1.0)
+    eps: float = _hp(1e-8, "epsilon (adam, adamw, rmsprop); 0 is raised to 1e-12 where it would divide", low=0.0,
+                     high=1.0)
+    gamma: float = _hp(0.9, "rmsprop decay factor of the squared-gradient average", low=0.0, high=1.0)
     weight_decay: float = _hp(1e-4, "weight decay", low=0.0, high=1.0)
     beta_1: float = _hp(0.9, "adam beta_1", low=0.0, high=1.0)
     beta_2: float = _hp(0.999, "adam beta_2", low=0.0, high=1.0)
@@ -86,6 +98,15 @@ class Hyperparameters:
     test_time_flip: bool = _hp(True, "average predictions over the image and its mirror at evaluation")
     seed: int = _hp(0, "random seed", low=0)
     num_workers: int = _hp(2, "processes decoding images", low=0)
+    image_shape: str = _hp("", "input shape 'C,H,W' (SageMaker's); empty: the backbone's own size")
+    resize: int | None = _hp(None, "shorter side images are resized to before the crop; empty: the backbone's own",
+                             low=1)
+    use_weighted_loss: bool = _hp(False, "weight the loss by inverse class frequency (for imbalanced data)")
+    checkpoint_frequency: int = _hp(1, "write a resumable checkpoint every N epochs (0: only at the end)", low=0)
+    num_classes: int | None = _hp(None, "SageMaker's; the data decides, a mismatch is warned about", low=1)
+    num_training_samples: int | None = _hp(None, "SageMaker's; the data decides, a mismatch is warned about", low=1)
+    multi_label: int = _hp(0, "SageMaker's multi_label; only 0 (one breed per photo) is supported", choices=(0,))
+    kv_store: str = _hp("", "SageMaker's distributed key-value store; accepted and ignored (see instance_count)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -104,7 +125,28 @@ class Hyperparameters:
                 raise UserError(f"{f.name}={value} is out of range: it must be <= {high}")
         if self.precision_dtype == "float16" and not _cuda_available():
             raise UserError("precision_dtype=float16 needs a GPU; use bfloat16 or float32 on CPU")
+        if self.optimizer == "nag" and self.momentum == 0:
+            raise UserError("optimizer=nag (Nesterov) needs momentum > 0")
         self.decay_epochs()  # validates the string
+        self.input_shape()  # validates the string
+
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(channels, height, width) from image_shape, or None for the backbone's own size."""
+        if not str(self.image_shape).strip():
+            return None
+        try:
+            c, h, w = (int(v) for v in str(self.image_shape).split(","))
+        except ValueError:
+            raise UserError(f"image_shape={self.image_shape!r} must look like '3,224,224'") from None
+        if c != 3 or h != w or not 32 <= h <= 1024:
+            raise UserError(f"image_shape={self.image_shape!r}: 3 channels and a square side of 32-1024 pixels "
+                            "are supported")
+        return c, h, w
+
+    @property
+    def safe_eps(self) -> float:
+        """eps as optimizers use it: SageMaker allows 0, which would divide by zero."""
+        return max(self.eps, 1e-12)
 
     @property
     def backbone_name(self) -> str:
@@ -147,11 +189,19 @@ def _coerce(name: str, type_name: Any, value: Any) -> Any:
                 raise ValueError
             return bool(value)
         if type_name.startswith("int"):
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool):
                 raise ValueError
-            return int(float(value)) if isinstance(value, str) and "." in value else int(value)
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, float) and not (number.is_integer() and abs(number) < 2**53):
+                raise ValueError
+            return int(number)
         if type_name.startswith("float"):
-            return float(value)
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError
+            return number
         return str(value)
     except (TypeError, ValueError):
         kind = type_name.split(" ")[0]

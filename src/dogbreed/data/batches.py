@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dogbreed.preprocessing import Preprocessing
+from dogbreed.preprocessing import Preprocessing, to_input
 
 
 @dataclass(frozen=True)
@@ -43,26 +43,24 @@ class BatchSource:
             yield self.make_batch(idx, rng)
 
     def make_batch(self, idx: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.from_numpy(self.labels[idx])
+        if not (self.train and self.augmentation != "none"):
+            return to_input(self.images[idx], self.prep), labels
         raw = torch.from_numpy(np.ascontiguousarray(self.images[idx])).permute(0, 3, 1, 2)  # B x 3 x S x S
         size, full = self.prep.input_size, raw.shape[-1]
-        if self.train and self.augmentation != "none":
-            crops = []
-            for img in raw:
-                top, left = rng.integers(0, full - size + 1, size=2)
-                crop = img[:, top:top + size, left:left + size]
-                crops.append(crop.flip(2) if rng.random() < 0.5 else crop)
-            x = torch.stack(crops).float().div_(255)
-            if self.augmentation in ("crop_color", "crop_color_transform"):
-                x = _color_jitter(x, rng)
-            if self.augmentation == "crop_color_transform":
-                x = _affine_jitter(x, rng)
-        else:
-            off = (full - size) // 2
-            x = raw[:, :, off:off + size, off:off + size].float().div_(255)
+        crops = []
+        for img in raw:
+            top, left = rng.integers(0, full - size + 1, size=2)
+            crop = img[:, top:top + size, left:left + size]
+            crops.append(crop.flip(2) if rng.random() < 0.5 else crop)
+        x = torch.stack(crops).float().div_(255)
+        if self.augmentation in ("crop_color", "crop_color_transform"):
+            x = _color_jitter(x, rng)
+        if self.augmentation == "crop_color_transform":
+            x = _affine_jitter(x, rng)
         mean = torch.tensor(self.prep.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.prep.std).view(1, 3, 1, 1)
-        x = x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last)
-        return x, torch.from_numpy(self.labels[idx])
+        return x.sub_(mean).div_(std).contiguous(memory_format=torch.channels_last), labels
 
 
 def _color_jitter(x: torch.Tensor, rng: np.random.Generator, strength: float = 0.3) -> torch.Tensor:

@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dogbreed.data.layout import DatasetLayout
-from dogbreed.data.scan import FileScan
+from dogbreed.data.layout import DatasetLayout, discover, resolve_location
+from dogbreed.data.scan import FileScan, scan_files
+from dogbreed.progress import progress
 
 
 @dataclass
@@ -110,3 +111,13 @@ def _rel(layout: DatasetLayout, path: str) -> str:
         return str(Path(path).relative_to(layout.root))
     except ValueError:
         return path
+
+
+def check_dataset(location: str, workers: int = 2, show_progress: bool = True) -> CheckReport:
+    """`dogbreed data check`: scans every file of every split (no model needed)."""
+    layout = discover(resolve_location(location), required=("train",))
+    scans = {}
+    for name, split in layout.splits.items():
+        with progress(len(split.files), f"checking {name}", show_progress) as tick:
+            scans[name] = [s for s, _ in scan_files(list(split.files), None, workers, tick)]
+    return build_report(layout, scans)

@@ -19,7 +19,7 @@ from typing import Any
 from dogbreed.config import UserError
 from dogbreed.debug.hooks import DebugData
 from dogbreed.debug.monitor import load_results
-from dogbreed.train import records
+from dogbreed.jobs import records
 
 log = logging.getLogger("dogbreed")
 
@@ -223,11 +223,9 @@ def write_report(name: str, output: Path | None = None) -> Path:
     out.write_text(page)
     if record.mlflow_run_id:
         try:
-            from mlflow.tracking import MlflowClient
+            from dogbreed.jobs.tracking import client as mlflow_client
 
-            from dogbreed.config import tracking_uri
-
-            client = MlflowClient(tracking_uri())
+            client = mlflow_client()
             client.log_artifact(record.mlflow_run_id, str(out), "report")
             rules_dir = records.job_dir(name) / "debug" / "rules"
             if rules_dir.exists():

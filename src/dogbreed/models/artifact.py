@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -27,6 +31,7 @@ class ModelCard:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)  # job, data content key
+    weights_sha256: str = ""  # of model.safetensors: checked before every load
 
     @property
     def num_classes(self) -> int:
@@ -39,27 +44,70 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
-        return cls(**{**d, "preprocessing": Preprocessing.from_dict(d["preprocessing"])})
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in d.items() if k in known},
+                      "preprocessing": Preprocessing.from_dict(d["preprocessing"])})
 
 
-def save_model(directory: Path, model: nn.Module, card: ModelCard) -> None:
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_model(directory: Path, model: nn.Module, card: ModelCard) -> ModelCard:
+    """Writes weights and card (each atomically); returns the card with the weights' SHA-256 filled in."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS))
-    (directory / CARD).write_text(json.dumps(card.to_dict(), indent=1))
+    tmp = directory / f".{WEIGHTS}.{os.getpid()}.tmp"
+    save_file(state, str(tmp))
+    os.replace(tmp, directory / WEIGHTS)
+    card = dataclasses.replace(card, weights_sha256=sha256_of(directory / WEIGHTS))
+    tmp = directory / f".{CARD}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(card.to_dict(), indent=1))
+    os.replace(tmp, directory / CARD)
+    return card
 
 
 def load_card(directory: Path) -> ModelCard:
     path = Path(directory) / CARD
     if not path.exists():
         raise UserError(f"no model in {directory} (missing {CARD})")
-    return ModelCard.from_dict(json.loads(path.read_text()))
+    try:
+        return ModelCard.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+        raise UserError(f"model card {path} is damaged ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def verify_weights(directory: Path, card: ModelCard) -> Path:
+    """The weights file, after checking it is there and is the one the card describes."""
+    path = Path(directory) / WEIGHTS
+    if not path.is_file():
+        raise UserError(f"model weights {path} are missing")
+    if card.weights_sha256 and sha256_of(path) != card.weights_sha256:
+        raise UserError(f"model weights {path} are damaged: their SHA-256 does not match the model card")
+    return path
 
 
 def load_model(directory: Path) -> tuple[nn.Module, ModelCard]:
+    """The model in eval mode and its card; a damaged, truncated or non-finite model is a one-line UserError."""
     import timm
 
     card = load_card(directory)
+    path = verify_weights(directory, card)
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise UserError(f"model weights {path} cannot be read ({str(e).splitlines()[0][:80]})") from None
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise UserError(f"model weights {path} hold NaN or infinite values (in {key})")
     model = timm.create_model(card.timm_name, pretrained=False, num_classes=card.num_classes)
-    model.load_state_dict(load_file(str(Path(directory) / WEIGHTS)), strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise UserError(f"model weights {path} do not fit {card.timm_name} with {card.num_classes} classes "
+                        f"({str(e).splitlines()[0][:80]})") from None
     return model.eval(), card

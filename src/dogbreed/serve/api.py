@@ -14,6 +14,7 @@ import numpy as np
 
 from dogbreed.data.images import ImageError, open_image, to_square
 from dogbreed.models.artifact import ModelCard, load_card
+from dogbreed.preprocessing import to_input
 
 log = logging.getLogger("dogbreed")
 MIN_SIDE = 16  # smaller images carry no breed information; refuse rather than guess
@@ -49,7 +50,7 @@ class BreedClassifierAPI:
             self._run = lambda x: session.run(None, {"input": x})[0]
         else:
             from dogbreed.models.artifact import load_model
-            from dogbreed.serve.export import ServedModel
+            from dogbreed.models.inference import ServedModel
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             model, card = load_model(self.model_dir)
@@ -75,12 +76,8 @@ class BreedClassifierAPI:
     def predict(self, squares: list[np.ndarray]) -> np.ndarray:
         """A batch of squares -> B x C class probabilities."""
         assert self.card is not None and self._run is not None
-        prep = self.card.preprocessing
-        off = (prep.resize_size - prep.input_size) // 2
-        x = np.stack(squares)[:, off:off + prep.input_size, off:off + prep.input_size]
-        x = x.astype(np.float32) / 255.0
-        x = (x - np.array(prep.mean, np.float32)) / np.array(prep.std, np.float32)
-        return self._run(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        x = to_input(np.stack(squares), self.card.preprocessing)
+        return self._run(np.ascontiguousarray(x.numpy()))
 
     def encode(self, probs: np.ndarray, top_k: int | None) -> Any:
         """All class probabilities (as SageMaker's algorithm returns), or the top-k with readable names."""

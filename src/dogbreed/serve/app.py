@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from dogbreed.data.images import ImageError
+from dogbreed.jobs.endpoint_records import register_worker
+from dogbreed.jobs.process import die_with_parent
 from dogbreed.serve.api import BreedClassifierAPI
 from dogbreed.serve.batcher import MicroBatcher
 from dogbreed.serve.page import PAGE
@@ -45,9 +48,15 @@ class ServeConfig:
     model_ref: str = ""
     log_file: str | None = None
     threads: int | None = None
+    owner_pid: int | None = None  # the `dogbreed deploy` process; any other process serving is a worker
+    docs: bool = False  # /docs, /redoc and /openapi.json (behind the key when one is set)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)))
+        """Written readable by the owner only: it may hold the API key."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(self)))
+        os.chmod(path, 0o600)
 
     @classmethod
     def load(cls, path: str) -> "ServeConfig":
@@ -173,22 +182,50 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if config.owner_pid and os.getpid() != config.owner_pid:
+            die_with_parent()  # a worker: never outlive the deploy process, even when it is killed
         api.setup()  # the model loads at start-up, not at import
         batcher = MicroBatcher(api.predict, config.max_batch_size, config.max_wait_ms,
                                on_batch=metrics.batch.observe)
         batcher.start()
         state["batcher"] = batcher
+        if config.owner_pid:
+            register_worker(config.endpoint_name)
         log.info("endpoint %s serving %s", config.endpoint_name, config.model_ref or config.model_dir)
         yield
         await batcher.stop()
 
-    app = FastAPI(title="dogbreed endpoint", lifespan=lifespan)
+    app = FastAPI(title="dogbreed endpoint", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
     def authorised(request: Request) -> bool:
         if not config.api_key:
             return True
-        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-        return key == config.api_key
+        key = request.headers.get("x-api-key")
+        if key is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            key = token.strip() if scheme.lower() == "bearer" else None
+        return key is not None and hmac.compare_digest(key.encode(), config.api_key.encode())
+
+    if config.docs:
+        from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+        @app.get("/openapi.json", include_in_schema=False)
+        async def openapi(request: Request) -> Response:
+            if not authorised(request):
+                return _error(401, "missing or wrong API key")
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs(request: Request) -> Response:
+            if not authorised(request):
+                return _error(401, "missing or wrong API key")
+            return get_swagger_ui_html(openapi_url="openapi.json", title="dogbreed endpoint")
+
+        @app.get("/redoc", include_in_schema=False)
+        async def redoc(request: Request) -> Response:
+            if not authorised(request):
+                return _error(401, "missing or wrong API key")
+            return get_redoc_html(openapi_url="openapi.json", title="dogbreed endpoint")
 
     @app.get("/ping")
     async def ping() -> Response:

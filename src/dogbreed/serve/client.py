@@ -19,7 +19,7 @@ def predict_files(paths: list[str], *, endpoint: str | None = None, model_ref: s
     if endpoint:
         return [_via_endpoint(p, endpoint, top_k, api_key) for p in files]
     from dogbreed.serve.api import BreedClassifierAPI
-    from dogbreed.train.registry import model_dir_for
+    from dogbreed.jobs.registry import model_dir_for
 
     api = BreedClassifierAPI(model_dir_for(model_ref or "")).setup()
     out = []

@@ -14,23 +14,10 @@ from torch import nn
 
 from dogbreed.config import UserError, home
 from dogbreed.models.artifact import WEIGHTS, ModelCard, load_model
+from dogbreed.models.inference import ServedModel
 
 log = logging.getLogger("dogbreed")
 PARITY_TOLERANCE = 1e-4
-
-
-class ServedModel(nn.Module):
-    """Class probabilities as offline evaluation computes them: softmax, averaged with the mirror image."""
-
-    def __init__(self, model: nn.Module, flip: bool):
-        super().__init__()
-        self.model, self.flip = model, flip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.model(x).softmax(-1)
-        if self.flip:
-            p = (p + self.model(torch.flip(x, dims=[3])).softmax(-1)) / 2
-        return p
 
 
 def onnx_path_for(model_dir: Path) -> Path:

@@ -45,16 +45,20 @@ class EarlyStopping(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch (hidden when stderr is not a terminal; epoch lines are logged anyway)."""
+    """A bar per epoch on a terminal or in a notebook; elsewhere nothing (epoch lines are logged anyway)."""
 
     def __init__(self) -> None:
         self.bar = None
 
     def on_epoch_start(self, trainer: Trainer) -> None:
-        from tqdm import tqdm
+        from dogbreed.progress import interactive
+
+        if not interactive():
+            return
+        from tqdm.auto import tqdm
 
         self.bar = tqdm(total=len(trainer.train_source), desc=f"{trainer.config.stage} epoch {trainer.global_epoch}",
-                        unit="step", leave=False, disable=None)
+                        unit="step", leave=False, dynamic_ncols=True)
 
     def on_step_end(self, trainer: Trainer, step: StepRecord) -> None:
         if self.bar is not None:
@@ -65,6 +69,19 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class StopWatcher(Callback):
+    """Calls `check` after every step; `check` raises to end the job at once (a user's stop request)."""
+
+    def __init__(self, check: Callable[[], None]):
+        self.check = check
+
+    def on_step_end(self, trainer: Trainer, step: StepRecord) -> None:
+        self.check()
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.check()
 
 
 class DataWaitMeter(Callback):

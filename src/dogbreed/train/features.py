@@ -19,8 +19,9 @@ from torch import nn
 from dogbreed.config import home
 from dogbreed.data.batches import BatchSource as ImageBatches
 from dogbreed.data.cache import CachedSplit
+from dogbreed.devices import autocast
+from dogbreed.models.inference import ServedModel, average_softmax
 from dogbreed.preprocessing import Preprocessing
-from dogbreed.train.trainer import autocast
 
 VIEWS = ("center", "flip")
 
@@ -94,21 +95,18 @@ def mean_over_views(use_all_views: bool):
             return model(x)
         if not use_all_views:
             return model(x[:, 0])
-        b, v, d = x.shape
-        probs = model(x.reshape(b * v, d)).float().softmax(-1).reshape(b, v, -1).mean(1)
-        return probs.clamp_min(1e-12).log()
+        return average_softmax([model(x[:, v]) for v in range(x.shape[1])]).clamp_min(1e-12).log()
 
     return predict
 
 
 def flip_predict(use_flip: bool):
-    """Predict for image batches: log of the mean softmax over the image and its mirror."""
+    """Predict for image batches: log of the mean softmax over the image and its mirror (ServedModel's output)."""
 
     def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if not use_flip:
             return model(x)
-        probs = (model(x).float().softmax(-1) + model(x.flip(3)).float().softmax(-1)) / 2
-        return probs.clamp_min(1e-12).log()
+        return ServedModel(model, flip=True)(x).clamp_min(1e-12).log()
 
     return predict
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from dogbreed.data.batches import prefetch
+from dogbreed.devices import autocast
 
 
 class BatchSource(Protocol):
@@ -70,14 +71,6 @@ class TrainerState:
 
 
 Predict = Callable[[nn.Module, torch.Tensor], torch.Tensor]
-
-
-def autocast(device: str | torch.device, precision_dtype: str) -> contextlib.AbstractContextManager:
-    """Mixed precision for bfloat16/float16 on `device`; nothing for float32."""
-    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision_dtype)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def plain_predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

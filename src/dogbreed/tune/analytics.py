@@ -13,9 +13,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from dogbreed.train import records
+from dogbreed.jobs import records
 from dogbreed.tune.config import TuningConfig
-from dogbreed.tune.runner import best_trial, own_trials
+from dogbreed.tune.trials import best_trial, load_study, own_trials
 from dogbreed.tune.space import to_hyperparameters
 
 _STATUS = {TrialState.COMPLETE: "Completed", TrialState.PRUNED: "Stopped", TrialState.FAIL: "Failed",
@@ -29,16 +29,11 @@ def _iso(t: float | None) -> str:
 def analytics(name: str) -> tuple[list[dict[str, Any]], TuningConfig, optuna.Study]:
     record = records.load(name)
     config = TuningConfig.from_dict(record.extra["config"])
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=record.extra["storage"])
+    study = load_study(name, record.extra["storage"])
     rows = []
     for t in own_trials(study):
         job_name = t.user_attrs.get("job_name", "")
-        job = None
-        try:
-            job = records.load(job_name)
-        except Exception:
-            pass
+        job = records.load(job_name) if job_name and records.exists(job_name) else None
         value = t.value
         if value is None and job is not None:
             value = job.metrics.get(config.objective_metric)

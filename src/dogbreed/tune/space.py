@@ -56,12 +56,15 @@ def grid_size(config: TuningConfig) -> int:
     return len(grid_points(config))
 
 
-def make_sampler(config: TuningConfig) -> optuna.samplers.BaseSampler:
+def make_sampler(config: TuningConfig, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The strategy's sampler; `offset` (trials the study already has) moves the seed on, so a resumed job does
+    not draw the same points again."""
+    seed = config.seed + 100_003 * offset
     if config.strategy == "Bayesian":
-        return optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=min(5, max(2, config.max_jobs // 4)))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, max(2, config.max_jobs // 4)))
     # Random, Hyperband's sampling, and Grid, whose points are all enqueued up front (Optuna's GridSampler calls
     # Study.stop() when the grid runs out, which the ask/tell loop used here does not allow).
-    return optuna.samplers.RandomSampler(seed=config.seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def make_pruner(config: TuningConfig, max_epochs: int) -> optuna.pruners.BasePruner:

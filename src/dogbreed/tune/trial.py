@@ -27,6 +27,7 @@ class TrialTask:
     threads: int | None = None
     home: str | None = None  # the dogbreed home every node must share
     tracking_uri: str | None = None
+    parent_run_id: str | None = None  # the tuning job's MLflow run
 
 
 @dataclass(frozen=True)
@@ -60,16 +61,25 @@ class PruningReporter(Callback):
             trainer.request_stop(f"pruned by the tuning job's early stopping at epoch {trainer.global_epoch}")
 
 
-def execute_trial(task: TrialTask) -> TrialOutcome:
-    if task.home:
+def _adopt_environment(task: TrialTask) -> None:
+    """A worker on another node (or a fresh process) uses the tuning job's home and tracking store; a trial run
+    inline changes nothing in the caller's environment."""
+    from dogbreed.config import home, tracking_uri
+
+    if task.home and str(home()) != task.home:
         os.environ["DOGBREED_HOME"] = task.home
-    if task.tracking_uri:
+    if task.tracking_uri and tracking_uri() != task.tracking_uri:
         os.environ["MLFLOW_TRACKING_URI"] = task.tracking_uri
+
+
+def execute_trial(task: TrialTask) -> TrialOutcome:
+    _adopt_environment(task)
     import optuna
     import torch
 
     from dogbreed.config import Hyperparameters
     from dogbreed.train.job import TrainingJobSpec, run_training_job
+    from dogbreed.tune import optuna_private
     from dogbreed.tune.config import TuningConfig
     from dogbreed.tune.space import make_pruner
 
@@ -81,9 +91,10 @@ def execute_trial(task: TrialTask) -> TrialOutcome:
     max_epochs = hp.epochs + (hp.head_epochs if hp.train_mode != "head" else 0)
     study = optuna.load_study(study_name=task.tuning_job, storage=task.storage,
                               pruner=make_pruner(config, max_epochs))
-    reporter = PruningReporter(optuna.trial.Trial(study, task.trial_id), config.objective_metric)
+    reporter = PruningReporter(optuna_private.running_trial(study, task.trial_id), config.objective_metric)
     record = run_training_job(TrainingJobSpec(task.job_name, task.data, hp, on_bad_file=task.on_bad_file,
-                                              parent=task.tuning_job, progress=False), callbacks=[reporter])
+                                              parent=task.tuning_job, progress=False,
+                                              parent_run_id=task.parent_run_id), callbacks=[reporter])
     value = record.metrics.get(config.objective_metric, reporter.last)
     return TrialOutcome(task.trial_id, task.trial_number, task.job_name, record.status,
                         None if value is None else float(value), reporter.pruned, record.failure_reason,

@@ -1,0 +1,5 @@
+import sys
+
+from dogbreed.cli import main
+
+sys.exit(main())

@@ -1,0 +1,152 @@
+"""The recipe's training stages on prepared data: the head on cached backbone features, then (train_mode
+last_blocks or full) the unfrozen part on images; and the final evaluation.
+
+Knows nothing of records, tracking or logs: whatever a job wants to know happens in the callbacks it passes in.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from dogbreed.config import Hyperparameters
+from dogbreed.data.batches import BatchSource
+from dogbreed.models.imagenet import init_head_from_imagenet
+from dogbreed.models.inference import average_softmax, predict_probabilities
+from dogbreed.models.registry import BackboneSpec
+from dogbreed.progress import progress
+from dogbreed.train.callbacks import DataWaitMeter
+from dogbreed.train.data_prep import PreparedData
+from dogbreed.train.evaluate import Evaluation, evaluate_logits, write_evaluation
+from dogbreed.train.features import FeatureBatches, extract_features, flip_predict, mean_over_views, weights_id
+from dogbreed.train.recipe import AnchoredLoss, freeze_for_mode, make_optimizer, make_scheduler
+from dogbreed.train.trainer import Callback, Trainer, TrainerConfig
+
+log = logging.getLogger("dogbreed")
+
+
+def stop_is_final(reason: str | None) -> bool:
+    """Early stopping of the head warm-up only ends the warm-up; any other stop request ends the job."""
+    return bool(reason) and not reason.startswith("early stopping")
+
+
+class StagedTraining:
+    def __init__(self, hp: Hyperparameters, backbone: BackboneSpec, device: str,
+                 callbacks_for: Callable[[str], list[Callback]], show_progress: bool = True,
+                 check: Callable[[], None] = lambda: None):
+        self.hp, self.backbone, self.device = hp, backbone, device
+        self.callbacks_for, self.show_progress, self.check = callbacks_for, show_progress, check
+        self.data_wait = DataWaitMeter()
+
+    def _weights_id(self) -> str:
+        hp = self.hp
+        return weights_id(self.backbone.name, hp.weights_file, bool(hp.use_pretrained_model), hp.seed)
+
+    def _features(self, model: nn.Module, data: PreparedData, name: str, batch_size: int) -> np.ndarray:
+        split = data.splits[name]
+        with progress(len(split.labels), f"features {name}", self.show_progress) as tick:
+            def on_progress(n: int) -> None:
+                tick(n)
+                self.check()
+
+            return extract_features(model, split, self.backbone.preprocessing, self._weights_id(),
+                                    batch_size=batch_size, device=self.device,
+                                    precision_dtype=self.hp.precision_dtype, on_progress=on_progress)
+
+    def run(self, data: PreparedData, model: nn.Module, imagenet_head: Any) -> tuple[nn.Module, dict[str, Any]]:
+        hp, prep = self.hp, self.backbone.preprocessing
+        classes = list(zip(data.class_folders, data.class_labels))
+        model.reset_classifier(len(classes))
+        anchor = 0.0  # only a head that starts from ImageNet rows has a start worth staying near
+        if imagenet_head is not None and hp.imagenet_head_init and imagenet_head[0].shape[0] == 1000:
+            matched = init_head_from_imagenet(model.get_classifier(), imagenet_head, classes)
+            log.info("head initialised from ImageNet rows for %d of %d classes", matched, len(classes))
+            anchor = hp.head_anchor if matched else 0.0
+        torch.manual_seed(hp.seed)
+        info: dict[str, Any] = {}
+        head_epochs = hp.epochs if hp.train_mode == "head" else hp.head_epochs
+        features: dict[str, np.ndarray] = {}
+        stopped: str | None = None
+        epochs_done = 0
+        if head_epochs > 0:
+            for name in ("train", "valid"):
+                features[name] = self._features(model, data, name, max(hp.mini_batch_size, 32))
+            head = model.get_classifier()
+            head_model = nn.Sequential(nn.Dropout(0.2), head)  # shares `head`: trained in place
+            lr = hp.learning_rate if hp.train_mode == "head" else hp.head_learning_rate
+            opt = make_optimizer(list(head.parameters()), hp, lr)
+            trainer = Trainer(
+                head_model,
+                FeatureBatches(features["train"], data.splits["train"].labels, hp.mini_batch_size, train=True,
+                               seed=hp.seed),
+                FeatureBatches(features["valid"], data.splits["valid"].labels, 512),
+                opt, TrainerConfig(epochs=head_epochs, stage="head", top_k=hp.top_k,
+                                   precision_dtype="float32", device=self.device),
+                loss_fn=AnchoredLoss(head, anchor, hp.label_smoothing),
+                scheduler=make_scheduler(opt, hp, head_epochs), predict=mean_over_views(hp.test_time_flip),
+                callbacks=self.callbacks_for("head"))
+            trainer.fit()
+            epochs_done = len(trainer.state.history)
+            stopped = trainer.state.stop_reason
+        if hp.train_mode != "head" and hp.epochs > 0 and not stop_is_final(stopped):
+            trainable = freeze_for_mode(model, hp.train_mode, hp.trainable_blocks)
+            params = [p for p in trainable.parameters() if p.requires_grad]
+            opt = make_optimizer(params, hp, hp.learning_rate)
+            train_split, valid_split = data.splits["train"], data.splits["valid"]
+            trainer = Trainer(
+                trainable.to(memory_format=torch.channels_last),
+                BatchSource(train_split.images, train_split.labels, prep, hp.mini_batch_size, train=True,
+                            augmentation=hp.augmentation_type, seed=hp.seed),
+                BatchSource(valid_split.images, valid_split.labels, prep, max(hp.mini_batch_size, 32)),
+                opt, TrainerConfig(epochs=hp.epochs, stage="finetune", top_k=hp.top_k,
+                                   precision_dtype=hp.precision_dtype, device=self.device,
+                                   epoch_offset=epochs_done),
+                loss_fn=AnchoredLoss(model.get_classifier(), anchor, hp.label_smoothing),
+                scheduler=make_scheduler(opt, hp, hp.epochs), predict=flip_predict(hp.test_time_flip),
+                callbacks=[*self.callbacks_for("finetune"), self.data_wait])
+            trainer.fit()
+            stopped = trainer.state.stop_reason
+            features = {}  # the backbone changed: cached features no longer describe it
+            info["data_wait_share"] = self.data_wait.share
+            info["train_images_per_s"] = self.data_wait.images_per_s
+        info["stop_reason"] = stopped
+        info["features"] = features
+        return model, info
+
+    def final_evaluation(self, model: nn.Module, data: PreparedData, features: dict[str, np.ndarray],
+                         out_dir: Path) -> list[Evaluation]:
+        hp, prep = self.hp, self.backbone.preprocessing
+        model = model.to(self.device).eval()
+        out = []
+        for name in ("valid", "test"):
+            if name not in data.splits:
+                continue
+            split = data.splits[name]
+            if features and hp.train_mode == "head":
+                # The backbone is unchanged, so its cached features give exactly the model's outputs.
+                if name not in features:
+                    features[name] = self._features(model, data, name, 64)
+                probs = head_probabilities(model.get_classifier(), features[name], hp.test_time_flip)
+            else:
+                probs = predict_probabilities(model, split.images, prep, hp.test_time_flip, self.device,
+                                              hp.precision_dtype)
+            log_probs = probs.clamp_min(1e-12).log()
+            ev = evaluate_logits(log_probs, torch.from_numpy(split.labels), data.class_labels, name, hp.top_k)
+            write_evaluation(ev, data.class_labels, out_dir)
+            log.info("%s: accuracy %.4f, top-%d accuracy %.4f", name, ev.accuracy, ev.top_k, ev.top_k_accuracy)
+            out.append(ev)
+        return out
+
+
+@torch.no_grad()
+def head_probabilities(head: nn.Module, features: np.ndarray, use_flip: bool) -> torch.Tensor:
+    """Probabilities of a head on cached features (N x views x D): the same numbers as the whole model's."""
+    head = head.eval()
+    x = torch.from_numpy(features)
+    views = range(x.shape[1]) if use_flip else range(1)
+    return average_softmax([head(x[:, v]) for v in views])
