@@ -125,8 +125,6 @@ class Hyperparameters:
                 raise UserError(f"{f.name}={value} is out of range: it must be <= {high}")
         if self.precision_dtype == "float16" and not _cuda_available():
             raise UserError("precision_dtype=float16 needs a GPU; use bfloat16 or float32 on CPU")
-        if self.optimizer == "nag" and self.momentum == 0:
-            raise UserError("optimizer=nag (Nesterov) needs momentum > 0")
         self.decay_epochs()  # validates the string
         self.input_shape()  # validates the string
 

@@ -17,7 +17,7 @@ class Preprocessing:
     @property
     def resize_size(self) -> int:
         """Side of the square image kept in the decode cache; crops of `input_size` are taken from it."""
-        return int(math.floor(self.input_size / self.crop_pct))
+        return int(math.floor(self.input_size / self.crop_pct + 1e-6))
 
     def key(self) -> str:
         return f"{self.input_size}-{self.resize_size}-{self.interpolation}"

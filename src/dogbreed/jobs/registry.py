@@ -248,7 +248,13 @@ def local_model_dir(ref: str) -> tuple[Path, ModelVersionInfo]:
 
 
 def model_dir_for(ref: str) -> Path:
-    """A registry reference, or `job:NAME` for a finished job's model without registering it."""
+    """A registry reference (`NAME`, `NAME:VERSION`, `NAME@ALIAS`), `job:NAME` for a finished job's model without
+    registering it, or a model folder (path or file:// URI, as an estimator's model_data gives)."""
     if ref.startswith("job:"):
         return job_model_dir(ref[4:])
+    if ref.startswith("file://") or "/" in ref or ref.startswith("."):
+        folder = Path(ref.removeprefix("file://")).expanduser()
+        if not (folder / CARD).is_file():
+            raise UserError(f"no dogbreed model in {folder} (expected {CARD} and {WEIGHTS})")
+        return folder
     return local_model_dir(ref)[0]

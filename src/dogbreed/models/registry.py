@@ -63,6 +63,20 @@ def get_backbone(name: str) -> BackboneSpec:
     return BackboneSpec(name=name, timm_name=name, preprocessing=prep, description="timm model (hub weights)")
 
 
+def with_input_size(spec: BackboneSpec, input_size: int | None = None, resize: int | None = None) -> BackboneSpec:
+    """The backbone with SageMaker's `image_shape` (input side) and `resize` (shorter side before the crop)."""
+    import dataclasses
+
+    prep = spec.preprocessing
+    if input_size:
+        prep = dataclasses.replace(prep, input_size=int(input_size))
+    if resize:
+        if resize < prep.input_size:
+            raise UserError(f"resize={resize} must be at least the input size {prep.input_size} (image_shape)")
+        prep = dataclasses.replace(prep, crop_pct=prep.input_size / resize)
+    return dataclasses.replace(spec, preprocessing=prep)
+
+
 def create_model(spec: BackboneSpec, num_classes: int, *, pretrained: bool, weights_file: str | None = None,
                  ) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor] | None]:
     """The backbone with a fresh `num_classes` head, and the pretrained classifier (weight, bias) it replaced.

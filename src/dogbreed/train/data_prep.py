@@ -9,7 +9,7 @@ from typing import Callable
 from dogbreed.config import Hyperparameters, UserError
 from dogbreed.data.cache import CachedSplit, load_or_build
 from dogbreed.data.check import CheckReport, build_report
-from dogbreed.data.layout import DatasetLayout, discover, readable_label, resolve_location
+from dogbreed.data.layout import DatasetLayout, describe_data, discover_dataset, readable_label
 from dogbreed.models.registry import BackboneSpec
 from dogbreed.progress import progress
 
@@ -26,13 +26,19 @@ class PreparedData:
     skipped: list[dict]
 
 
-def prepare_data(location: str, hp: Hyperparameters, spec: BackboneSpec, on_bad_file: str,
+def prepare_data(location: object, hp: Hyperparameters, spec: BackboneSpec, on_bad_file: str,
                  show_progress: bool = True, check: Callable[[], None] = lambda: None) -> PreparedData:
     """Decodes (or loads from cache) every split and applies the data check; raises UserError on problems.
-    `check` is called as work progresses (it raises to stop the job)."""
+    `location` is a dataset folder/URI or SageMaker channels; `check` is called as work progresses (it raises to
+    stop the job)."""
     if on_bad_file not in ("error", "skip"):
         raise UserError(f"--on-bad-file must be error or skip, not {on_bad_file!r}")
-    layout = discover(resolve_location(location))
+    layout = discover_dataset(location, on_bad_file=on_bad_file, num_classes=hp.num_classes)
+    for note in layout.notes:
+        log.info("%s", note)
+    for line in layout.skipped:
+        log.warning("skipped manifest line %s", line)
+    location = describe_data(location)
     if len(layout.classes) < 2:
         raise UserError(f"data in {layout.root} has {len(layout.classes)} class: a classifier needs at least 2")
     index = layout.class_index()

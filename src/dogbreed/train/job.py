@@ -16,19 +16,20 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 from torch import nn
 
 from dogbreed.config import Hyperparameters, UserError
-from dogbreed.data.layout import discover, resolve_location
+from dogbreed.data.layout import discover_dataset
 from dogbreed.devices import resolve_device
 from dogbreed.jobs import logs, names, records
 from dogbreed.jobs.control import StopRequested, check_stop
 from dogbreed.jobs.process import Heartbeat
 from dogbreed.jobs.records import COMPLETED, FAILED, STOPPED, JobRecord
 from dogbreed.models.artifact import ModelCard, save_model
-from dogbreed.models.registry import create_model, get_backbone
+from dogbreed.models.registry import create_model, get_backbone, with_input_size
 from dogbreed.train.callbacks import EarlyStopping, EpochLog, ProgressBar, StopWatcher
 from dogbreed.train.data_prep import PreparedData, prepare_data
 from dogbreed.train.stages import StagedTraining, stop_is_final
@@ -40,7 +41,7 @@ log = logging.getLogger("dogbreed")
 @dataclass(frozen=True)
 class TrainingJobSpec:
     name: str
-    data: str
+    data: str | dict  # a dataset folder/URI, or SageMaker channels {"train": ..., "validation": ..., ...}
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     on_bad_file: str = "error"  # error | skip
     device: str | None = None  # None: cuda when present, else cpu
@@ -49,6 +50,24 @@ class TrainingJobSpec:
     progress: bool = True
     debugger: Any = None  # dogbreed.debug.monitor.DebuggerConfig; None: the default (on, every rule)
     parent_run_id: str | None = None  # the tuning job's MLflow run, to nest this one under
+    initial_model: str | None = None  # incremental training: a finished job's model (folder, file:// URI, job:NAME)
+    max_runtime_s: float | None = None  # SageMaker's max_run: the job is stopped when it runs longer
+    extra: dict[str, Any] = field(default_factory=dict)  # kept in the record (image URI, output path, ...)
+
+
+class MaxRuntimeExceeded(Exception):
+    """The job ran past its max_run: it ends Stopped, as SageMaker stops it."""
+
+
+@dataclass
+class _Start:
+    """What the pre-flight found: everything needed to start, and what the user should know first."""
+    device: str
+    backbone: Any
+    model: nn.Module
+    imagenet_head: Any
+    initial_card: Any  # ModelCard of the model channel's model (incremental training), else None
+    warnings: list[str]
 
 
 class _Job:
@@ -65,13 +84,16 @@ class _Job:
         self.record = records.update(self.record, **changes)
 
     def history_sink(self, metrics: dict[str, float]) -> None:
-        self.update(history=[*self.record.history, metrics])
+        self.update(history=[*self.record.history, {**metrics, "time": time.time()}])
         if self.tracker:
             self.tracker.log_metrics({k: v for k, v in metrics.items() if k not in ("epoch", "stage")},
                                      step=int(metrics["epoch"]))
 
     def check(self) -> None:
         check_stop(self.spec.name)
+        if self.spec.max_runtime_s and time.time() - self.record.start_time > self.spec.max_runtime_s:
+            raise MaxRuntimeExceeded(f"MaxRuntimeExceeded: the job ran longer than max_run "
+                                     f"({self.spec.max_runtime_s:g} s)")
 
     def callbacks(self, stage: str) -> list[Callback]:
         cbs: list[Callback] = [EpochLog(self.history_sink), StopWatcher(self.check)]
@@ -85,20 +107,51 @@ class _Job:
         return cbs + self.extra_callbacks
 
 
-def _preflight(spec: TrainingJobSpec) -> tuple[str, Any, nn.Module, Any]:
-    """Checks that cost little and need no record: name, device, data layout, weights availability."""
+def _preflight(spec: TrainingJobSpec) -> _Start:
+    """Checks that cost little and need no record: name, device, data layout, weights, settings that cannot work."""
+    from dogbreed.train.preflight import training_warnings
+
     hp = spec.hyperparameters
     names.validate(spec.name, "job")
     if records.job_dir(spec.name).exists():
         raise UserError(f"job name {spec.name!r} is already used; pick another job name")
     device = resolve_device(spec.device)
-    backbone = get_backbone(hp.backbone_name)
-    layout = discover(resolve_location(spec.data))
+    shape = hp.input_shape()
+    backbone = with_input_size(get_backbone(hp.backbone_name), shape[1] if shape else None, hp.resize)
+    layout = discover_dataset(spec.data, on_bad_file=spec.on_bad_file, num_classes=hp.num_classes)
     if len(layout.classes) < 2:
         raise UserError(f"data in {layout.root} has {len(layout.classes)} class: a classifier needs at least 2")
+    if spec.initial_model:
+        model, card = _initial_model(spec.initial_model, backbone, layout)
+        return _Start(device, backbone, model, None, card, training_warnings(hp, layout))
     model, imagenet_head = create_model(backbone, 1, pretrained=bool(hp.use_pretrained_model),
                                         weights_file=hp.weights_file)
-    return device, backbone, model, imagenet_head
+    return _Start(device, backbone, model, imagenet_head, None, training_warnings(hp, layout))
+
+
+def _initial_model(ref: str, backbone: Any, layout: Any) -> tuple[nn.Module, ModelCard]:
+    """Incremental training (SageMaker's `model` channel): start from a finished job's model, same backbone and
+    same classes required."""
+    from dogbreed.jobs.registry import model_dir_for
+    from dogbreed.models.artifact import load_model
+
+    path = ref[len("file://"):] if ref.startswith("file://") else ref
+    model_dir = model_dir_for(ref) if ref.startswith("job:") else Path(path)
+    if model_dir.is_dir() and not (model_dir / "model.json").exists() and (model_dir / "model" / "model.json").exists():
+        model_dir = model_dir / "model"
+    if not (model_dir / "model.json").exists():
+        raise UserError(f"model channel {ref}: no dogbreed model there (expected a finished job's model folder, "
+                        "e.g. the estimator's model_data)")
+    model, card = load_model(model_dir)
+    if card.backbone != backbone.name:
+        raise UserError(f"model channel {ref} holds a {card.backbone} model, but this job trains {backbone.name}: "
+                        "incremental training needs the same backbone (num_layers)")
+    if list(card.class_folders) != list(layout.classes):
+        missing = sorted(set(layout.classes) ^ set(card.class_folders))
+        raise UserError(f"model channel {ref} was trained on other classes than this data ({len(card.class_folders)} "
+                        f"vs {len(layout.classes)}; first difference {missing[0] if missing else 'order'}): "
+                        "incremental training needs the same classes")
+    return model, card
 
 
 def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = None) -> JobRecord:
@@ -106,18 +159,24 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
     once the record exists, every ending (Completed, Failed, Stopped) is recorded rather than raised."""
     from dogbreed.debug.monitor import DebuggerConfig, DebugSession
 
+    from dogbreed.train.preflight import report
+
     debug_config = spec.debugger or DebuggerConfig()
     debug_config.validate()
-    device, backbone, model, imagenet_head = _preflight(spec)
+    start = _preflight(spec)
+    device, backbone, model = start.device, start.backbone, start.model
     hp = spec.hyperparameters
+    extra = {**spec.extra, "device": device, "backbone": backbone.name, "preflight_warnings": start.warnings}
+    if spec.initial_model:
+        extra["initial_model"] = spec.initial_model
     record = records.create(JobRecord(name=spec.name, kind="training", hyperparameters=hp.to_dict(),
-                                      data={"location": spec.data}, parent=spec.parent,
-                                      extra={"device": device, "backbone": backbone.name}))
+                                      data={"location": spec.data}, parent=spec.parent, extra=extra))
     job = _Job(spec, record, list(callbacks or []))
     handler = logs.attach(job.dir / "train.log")
     heartbeat = Heartbeat(records.heartbeat_path(spec.name)).start()
-    log.info("training job %s started on %s: backbone %s, train_mode %s", spec.name, device, backbone.name,
-             hp.train_mode)
+    log.info("training job %s started on %s: backbone %s, train_mode %s%s", spec.name, device, backbone.name,
+             hp.train_mode, f", from model {spec.initial_model}" if spec.initial_model else "")
+    report(start.warnings)  # before any compute is spent; in the job's own log too
     if debug_config.enabled:
         job.debug = DebugSession(debug_config, job.dir)
         job.debug.start()
@@ -137,8 +196,9 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
                 job.update(mlflow_run_id=run_id)
             data = prepare_data(spec.data, hp, backbone, spec.on_bad_file, spec.progress, job.check)
             _record_data(job, data)
-            stages = StagedTraining(hp, backbone, device, job.callbacks, spec.progress, job.check)
-            model, info = stages.run(data, model, imagenet_head)
+            stages = StagedTraining(hp, backbone, device, job.callbacks, spec.progress, job.check,
+                                    initial_weights=start.initial_card.weights_sha256 if start.initial_card else None)
+            model, info = stages.run(data, model, start.imagenet_head, keep_head=start.initial_card is not None)
             evaluations = stages.final_evaluation(model, data, info.pop("features"), job.dir / "evaluation")
             final: dict[str, float] = {}
             for ev in evaluations:
@@ -161,6 +221,9 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
             if stop_reason and stop_is_final(stop_reason):
                 status, reason = STOPPED, stop_reason
             job.update(metrics=final, extra={**job.record.extra, **info})
+        except MaxRuntimeExceeded as e:
+            status, reason = STOPPED, str(e)
+            log.warning("job %s stopped: %s", spec.name, e)
         except (KeyboardInterrupt, StopRequested) as e:
             status = STOPPED
             reason = "stopped by the user" + (" (interrupt)" if isinstance(e, KeyboardInterrupt) else "")

@@ -8,7 +8,7 @@ import torch
 
 from dogbreed.config import UserError
 from dogbreed.data.cache import load_or_build
-from dogbreed.data.layout import discover, resolve_location
+from dogbreed.data.layout import discover_dataset
 from dogbreed.jobs import records
 from dogbreed.jobs.registry import job_model_dir
 from dogbreed.models.artifact import load_model
@@ -17,7 +17,7 @@ from dogbreed.progress import progress
 from dogbreed.train.evaluate import Evaluation, evaluate_logits, write_evaluation
 
 
-def evaluate_job(job: str, location: str | None = None, split_name: str | None = None, top_k: int = 5,
+def evaluate_job(job: str, location: str | dict | None = None, split_name: str | None = None, top_k: int = 5,
                  workers: int = 2, show_progress: bool = True) -> tuple[Evaluation, Path]:
     """Evaluates on `split_name` of `location`; by default the job's own data, and `test` when it has one, else
     `valid`. The results are written next to the job and logged to its MLflow run."""
@@ -26,7 +26,7 @@ def evaluate_job(job: str, location: str | None = None, split_name: str | None =
     location = location or record.data.get("location")
     if not location:
         raise UserError(f"job {job!r} recorded no data location: pass --data")
-    layout = discover(resolve_location(location), required=())
+    layout = discover_dataset(location, required=())
     if split_name is None:
         split_name = "test" if "test" in layout.splits else "valid"
     if split_name not in layout.splits:

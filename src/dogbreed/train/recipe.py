@@ -94,8 +94,9 @@ def make_optimizer(params: list[nn.Parameter], hp: Hyperparameters, lr: float) -
     """SageMaker's optimizers by name; eps 0 (allowed by SageMaker's ranges) is raised to a tiny positive value."""
     betas, eps = (hp.beta_1, hp.beta_2), hp.safe_eps
     if hp.optimizer in ("sgd", "nag"):
+        # Nesterov without momentum is plain SGD (as MXNet's nag); torch refuses the combination, so say it plainly
         return torch.optim.SGD(params, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
-                               nesterov=hp.optimizer == "nag")
+                               nesterov=hp.optimizer == "nag" and hp.momentum > 0)
     if hp.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=hp.weight_decay)
     if hp.optimizer == "adamw":

@@ -38,13 +38,16 @@ def stop_is_final(reason: str | None) -> bool:
 class StagedTraining:
     def __init__(self, hp: Hyperparameters, backbone: BackboneSpec, device: str,
                  callbacks_for: Callable[[str], list[Callback]], show_progress: bool = True,
-                 check: Callable[[], None] = lambda: None):
+                 check: Callable[[], None] = lambda: None, initial_weights: str | None = None):
         self.hp, self.backbone, self.device = hp, backbone, device
         self.callbacks_for, self.show_progress, self.check = callbacks_for, show_progress, check
+        self.initial_weights = initial_weights  # SHA-256 of an incremental job's starting model
         self.data_wait = DataWaitMeter()
 
     def _weights_id(self) -> str:
         hp = self.hp
+        if self.initial_weights:  # the backbone is the earlier job's, not ImageNet's
+            return f"{self.backbone.name}|model|{self.initial_weights}"
         return weights_id(self.backbone.name, hp.weights_file, bool(hp.use_pretrained_model), hp.seed)
 
     def _features(self, model: nn.Module, data: PreparedData, name: str, batch_size: int) -> np.ndarray:
@@ -58,12 +61,18 @@ class StagedTraining:
                                     batch_size=batch_size, device=self.device,
                                     precision_dtype=self.hp.precision_dtype, on_progress=on_progress)
 
-    def run(self, data: PreparedData, model: nn.Module, imagenet_head: Any) -> tuple[nn.Module, dict[str, Any]]:
+    def run(self, data: PreparedData, model: nn.Module, imagenet_head: Any, keep_head: bool = False
+            ) -> tuple[nn.Module, dict[str, Any]]:
+        """`keep_head`: the model already has a head for these classes (incremental training): it is trained on
+        from where it is, and pulled towards it as towards ImageNet's rows."""
         hp, prep = self.hp, self.backbone.preprocessing
         classes = list(zip(data.class_folders, data.class_labels))
-        model.reset_classifier(len(classes))
-        anchor = 0.0  # only a head that starts from ImageNet rows has a start worth staying near
-        if imagenet_head is not None and hp.imagenet_head_init and imagenet_head[0].shape[0] == 1000:
+        anchor = 0.0  # only a head that starts from known-good rows has a start worth staying near
+        if keep_head:
+            anchor = hp.head_anchor
+        else:
+            model.reset_classifier(len(classes))
+        if not keep_head and imagenet_head is not None and hp.imagenet_head_init and imagenet_head[0].shape[0] == 1000:
             matched = init_head_from_imagenet(model.get_classifier(), imagenet_head, classes)
             log.info("head initialised from ImageNet rows for %d of %d classes", matched, len(classes))
             anchor = hp.head_anchor if matched else 0.0

@@ -63,7 +63,7 @@ def run_tuning(name: str, on_trial: Callable[[TrialOutcome], None] | None = None
                     job_name=job_name, data=record.data["location"], hyperparameters=hp, storage=storage,
                     config=config.to_dict(), on_bad_file=record.extra.get("on_bad_file", "error"),
                     threads=executor.threads(), home=str(home()), tracking_uri=tracking_uri(),
-                    parent_run_id=record.mlflow_run_id))
+                    parent_run_id=record.mlflow_run_id, extra=trial_extra(record, trial.params)))
                 log.info("trial %d started as training job %s: %s", trial.number, job_name,
                          to_hyperparameters(trial.params))
                 continue
@@ -93,6 +93,20 @@ def run_tuning(name: str, on_trial: Callable[[TrialOutcome], None] | None = None
         records.stop_request_path(name).unlink(missing_ok=True)
         logs.detach(handler)
     return record
+
+
+# What a trial's record keeps of its tuning job's SDK settings, so `Estimator.attach(trial)` rebuilds it.
+SDK_SETTINGS = ("image_uri", "role", "instance_type", "instance_count", "output_path", "max_run", "volume_size",
+                "input_mode")
+
+
+def trial_extra(record: JobRecord, params: dict) -> dict:
+    extra = {k: record.extra[k] for k in SDK_SETTINGS if record.extra.get(k) is not None}
+    static = record.extra.get("sagemaker_static_hyperparameters")
+    if static is not None:
+        tuned = {k: str(v) for k, v in to_hyperparameters(params).items()}
+        extra["sagemaker_hyperparameters"] = {**{k: str(v) for k, v in static.items()}, **tuned}
+    return extra
 
 
 def _log_progress(record: JobRecord, config: TuningConfig) -> None:

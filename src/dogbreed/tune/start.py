@@ -4,14 +4,14 @@ and warm-start trials) and the MLflow parent run are created and the search runs
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
 
 from dogbreed.config import Hyperparameters, UserError, home
-from dogbreed.data.layout import discover, resolve_location
+from dogbreed.data.layout import discover_dataset
 from dogbreed.jobs import names, records
 from dogbreed.jobs.records import JobRecord
 from dogbreed.models.registry import get_backbone
@@ -28,7 +28,7 @@ log = logging.getLogger("dogbreed")
 @dataclass(frozen=True)
 class TuningJobSpec:
     name: str
-    data: str
+    data: str | dict  # a dataset folder/URI, or SageMaker channels
     config: TuningConfig
     executor: str = "local"  # local | ray
     ray_address: str | None = None
@@ -37,6 +37,7 @@ class TuningJobSpec:
     gpus_per_trial: float = 0.0
     register_as: str | None = None  # register the best model under this name when done
     track: bool = True
+    extra: dict = field(default_factory=dict)  # kept in the record (the SDK's estimator settings, ...)
 
 
 def start_tuning_job(spec: TuningJobSpec, on_trial: Callable[[TrialOutcome], None] | None = None) -> JobRecord:
@@ -49,11 +50,15 @@ def start_tuning_job(spec: TuningJobSpec, on_trial: Callable[[TrialOutcome], Non
     if spec.register_as:
         names.validate(spec.register_as, "model")
     config = spec.config
-    layout = discover(resolve_location(spec.data))
+    layout = discover_dataset(spec.data, on_bad_file=spec.on_bad_file)
     if len(layout.classes) < 2:
         raise UserError(f"data in {layout.root} has {len(layout.classes)} class: a classifier needs at least 2")
     base = Hyperparameters.from_mapping(config.static)
     get_backbone(base.backbone_name)
+    from dogbreed.train.preflight import report, tuning_warnings
+
+    warnings = tuning_warnings(config.static, list(config.ranges), config.objective_metric, layout)
+    report(warnings)  # before any trial runs
     if config.strategy == "Grid" and grid_size(config) < config.max_jobs:
         log.info("grid has %d points: max_jobs lowered from %d", grid_size(config), config.max_jobs)
         config = TuningConfig.from_dict({**config.to_dict(), "max_jobs": grid_size(config),
@@ -64,7 +69,8 @@ def start_tuning_job(spec: TuningJobSpec, on_trial: Callable[[TrialOutcome], Non
         name=spec.name, kind="tuning", hyperparameters=config.static, data={"location": spec.data},
         extra={"config": config.to_dict(), "storage": storage, "executor": spec.executor,
                "ray_address": spec.ray_address, "on_bad_file": spec.on_bad_file,
-               "gpus_per_trial": spec.gpus_per_trial, "home": str(home()), "register_as": spec.register_as}))
+               "gpus_per_trial": spec.gpus_per_trial, "home": str(home()), "register_as": spec.register_as,
+               "preflight_warnings": warnings, **spec.extra}))
     if spec.track:
         record = _start_parent_run(record, config)
     study = optuna.create_study(study_name=spec.name, storage=storage,

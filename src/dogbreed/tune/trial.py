@@ -28,6 +28,7 @@ class TrialTask:
     home: str | None = None  # the dogbreed home every node must share
     tracking_uri: str | None = None
     parent_run_id: str | None = None  # the tuning job's MLflow run
+    extra: dict[str, Any] | None = None  # kept in the trial's record (the SDK's estimator settings)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ def execute_trial(task: TrialTask) -> TrialOutcome:
     reporter = PruningReporter(optuna_private.running_trial(study, task.trial_id), config.objective_metric)
     record = run_training_job(TrainingJobSpec(task.job_name, task.data, hp, on_bad_file=task.on_bad_file,
                                               parent=task.tuning_job, progress=False,
-                                              parent_run_id=task.parent_run_id), callbacks=[reporter])
+                                              parent_run_id=task.parent_run_id, extra=task.extra or {}),
+                              callbacks=[reporter])
     value = record.metrics.get(config.objective_metric, reporter.last)
     return TrialOutcome(task.trial_id, task.trial_number, task.job_name, record.status,
                         None if value is None else float(value), reporter.pruned, record.failure_reason,
