@@ -236,6 +236,18 @@ class Estimator:
                                initial_model=initial_model, max_runtime_s=float(self.max_run) if self.max_run else None,
                                extra=self._record_extra())
 
+    def preflight(self, inputs: Any) -> list[str]:
+        """dogbreed's pre-flight check alone: the warnings `fit(inputs)` would give, without training anything."""
+        from dogbreed.data.layout import discover_dataset
+        from dogbreed.train.preflight import report, training_warnings
+
+        ensure_visible_logs()
+        spec = self.training_spec(inputs, job_name="preflight-only")
+        warnings = training_warnings(spec.hyperparameters, discover_dataset(
+            spec.data, num_classes=spec.hyperparameters.num_classes))
+        report(warnings)
+        return warnings
+
     def fit(self, inputs: Any = None, wait: bool = True, logs: Any = "All", job_name: str | None = None,
             experiment_config: Any = None) -> None:
         """Runs a training job on `inputs` (a dataset folder/URI, a TrainingInput, or channels); with `wait`, here
@@ -343,6 +355,23 @@ class Estimator:
         return self.create_model(name=model_name).deploy(
             initial_instance_count=initial_instance_count, instance_type=instance_type, serializer=serializer,
             deserializer=deserializer, endpoint_name=name, wait=wait)
+
+    def register(self, content_types: Any = None, response_types: Any = None, inference_instances: Any = None,
+                 transform_instances: Any = None, model_package_name: str | None = None,
+                 model_package_group_name: str | None = None, approval_status: str | None = None,
+                 **kwargs: Any) -> dict[str, Any]:
+        """Registers the latest training job's model in the model registry (MLflow) as a new version of
+        `model_package_group_name` (default: the job's name); an approval status becomes an alias."""
+        from dogbreed.jobs.registry import register_job
+
+        self._require_job()
+        aliases = ("approved",) if approval_status == "Approved" else ()
+        info = register_job(self.latest_training_job.name, model_package_group_name or model_package_name,
+                            aliases)
+        log.info("registered %s:%s", info.name, info.version)
+        return {"ModelPackageGroupName": info.name, "ModelPackageVersion": int(info.version),
+                "ModelPackageArn": describe.arn("model-package", f"{info.name}/{info.version}"),
+                "ModelApprovalStatus": approval_status or "PendingManualApproval"}
 
     def transformer(self, instance_count: int, instance_type: str, **kwargs: Any) -> Any:
         raise UserError("batch transform from an estimator is not supported: run `dogbreed batch-transform --model "

@@ -35,8 +35,11 @@ def export_logs(name: str, dest: str) -> list[str]:
         folders = {name: endpoint_records.endpoint_dir(name)}
     else:
         raise UserError(f"no job or endpoint named {name!r}")
+    from dogbreed.data.layout import local_bucket_path
+
+    local = local_bucket_path(dest)  # an s3:// URI of a bucket kept under the home (Session.upload_data)
     try:
-        fs, root = fsspec.core.url_to_fs(dest)
+        fs, root = fsspec.core.url_to_fs(str(local) if local is not None else dest)
     except (ImportError, ValueError) as e:
         raise UserError(f"cannot write to {dest}: {e}") from None
     written = []

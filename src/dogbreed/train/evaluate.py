@@ -80,14 +80,11 @@ def write_evaluation(ev: Evaluation, class_labels: list[str], out_dir: Path) -> 
 
 
 def _plot_confusion(confusion: np.ndarray, labels: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dogbreed.plots import new_figure, save
 
     n = len(labels)
     size = min(4 + n * 0.18, 28)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = new_figure((size, size))
     rows = confusion.sum(1, keepdims=True).clip(min=1)
     ax.imshow(confusion / rows, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(n)
@@ -97,6 +94,4 @@ def _plot_confusion(confusion: np.ndarray, labels: list[str], path: Path, title:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)

@@ -49,7 +49,7 @@ def analytics(name: str) -> tuple[list[dict[str, Any]], TuningConfig, optuna.Stu
             "TrainingStartTime": _iso(start),
             "TrainingEndTime": _iso(end),
             "TrainingElapsedTimeSeconds": round(end - start, 1) if start and end else None,
-            "_start": start,
+            "_start": start, "_number": t.number,
         })
         rows.append(row)
     sign = -1 if config.maximize else 1
@@ -96,40 +96,66 @@ def write_reports(name: str) -> list[Path]:
     (d / "analytics.json").write_text(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")}
                                                   for r in rows], indent=1, default=str))
     out = [d / "analytics.csv", d / "analytics.json"]
-    import matplotlib
+    _plot_objective(rows, config, name, d / "objective_over_time.png")
+    _plot_importance(study, config, name, d / "hyperparameter_importance.png")
+    return out + [d / "objective_over_time.png", d / "hyperparameter_importance.png"]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    pts = [(r["_start"], r["FinalObjectiveValue"], r["TrainingJobStatus"]) for r in rows
-           if r["_start"] and r["FinalObjectiveValue"] is not None]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+def _plot_objective(rows: list[dict[str, Any]], config: TuningConfig, name: str, path: Path) -> None:
+    """Each trial's objective by trial number, coloured by status, with the best so far as a step line."""
+    from dogbreed.plots import new_figure, save
+
+    pts = sorted((r["_number"], r["FinalObjectiveValue"], r["TrainingJobStatus"]) for r in rows
+                 if r["FinalObjectiveValue"] is not None)
+    fig, ax = new_figure((8, 4.5))
     colours = {"Completed": "tab:blue", "Stopped": "tab:orange", "Failed": "tab:red"}
-    t0 = min((p[0] for p in pts), default=0)
     for status in sorted({p[2] for p in pts}):
-        xs = [(p[0] - t0) / 60 for p in pts if p[2] == status]
-        ys = [p[1] for p in pts if p[2] == status]
-        ax.scatter(xs, ys, label=status, color=colours.get(status, "grey"))
-    ax.set_xlabel("training job start (minutes after the first)")
+        ax.scatter([p[0] for p in pts if p[2] == status], [p[1] for p in pts if p[2] == status],
+                   label="Stopped (early)" if status == "Stopped" else status, color=colours.get(status, "grey"),
+                   zorder=3)
+    best, xs, ys = None, [], []
+    for number, value, status in pts:
+        if status == "Completed" and (best is None or (value > best if config.maximize else value < best)):
+            best = value
+        if best is not None:
+            xs.append(number)
+            ys.append(best)
+    if xs:
+        ax.step(xs, ys, where="post", color="black", label="best so far")
+    ax.set_xlabel("trial number")
     ax.set_ylabel(f"FinalObjectiveValue ({config.objective_metric})")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title(f"tuning job {name}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(d / "objective_over_time.png", dpi=100)
-    plt.close(fig)
-    out.append(d / "objective_over_time.png")
+    if pts:
+        ax.legend()
+    save(fig, path)
+
+
+MIN_TRIALS_FOR_IMPORTANCE = 10  # fANOVA on fewer completed trials mostly reports noise
+
+
+def _plot_importance(study: optuna.Study, config: TuningConfig, name: str, path: Path) -> None:
+    from dogbreed.plots import new_figure, save
+
+    done = [t for t in own_trials(study) if t.state == TrialState.COMPLETE]
     importances = importance(study, config)
+    fig, ax = new_figure((6.5, 0.8 + 0.5 * max(len(importances), 2)))
     if importances:
-        fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * len(importances)))
         names = list(importances)[::-1]
         ax.barh(names, [importances[n] for n in names])
         ax.set_xlabel("importance (fANOVA)")
-        ax.set_title(f"hyperparameter importance, {name}")
-        fig.tight_layout()
-        fig.savefig(d / "hyperparameter_importance.png", dpi=100)
-        plt.close(fig)
-        out.append(d / "hyperparameter_importance.png")
-    return out
+    else:
+        ax.axis("off")
+    title = f"hyperparameter importance, {name}"
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
+        note = (f"only {len(done)} completed trial(s): too few to trust "
+                f"(about {MIN_TRIALS_FOR_IMPORTANCE} or more are needed)")
+        if importances:
+            title += "\n" + note
+        else:
+            ax.text(0.5, 0.5, note, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    ax.set_title(title, fontsize=10)
+    save(fig, path)
 
 
 def importance(study: optuna.Study, config: TuningConfig) -> dict[str, float]:
