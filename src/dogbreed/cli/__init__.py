@@ -62,7 +62,7 @@ def leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Ar
 
 def build_parser() -> Parser:
     from dogbreed import __version__
-    from dogbreed.cli import data_commands, job_commands, model_commands, tune_commands
+    from dogbreed.cli import data_commands, job_commands, model_commands, pipeline_commands, tune_commands
     from dogbreed.cli import train_commands
 
     p = Parser(prog="dogbreed", description="Train, tune, debug, register and serve dog-breed classifiers.")
@@ -73,6 +73,7 @@ def build_parser() -> Parser:
     tune_commands.add(sub)
     model_commands.add(sub)
     data_commands.add(sub)
+    pipeline_commands.add(sub)
     return p
 
 
