@@ -53,6 +53,10 @@ def test_job_is_tracked_in_mlflow(dogs_slice):
     assert len(history) >= 3
     artifacts = {a.path for a in MlflowClient(tracking_uri()).list_artifacts(rec.mlflow_run_id)}
     assert {"model", "train.log", "job.json"} <= artifacts
+    # The data is a dataset input of the run; class and sample counts are parameters, not metrics.
+    inputs = {d.tags[0].value: d.dataset.name for d in run.inputs.dataset_inputs}
+    assert inputs["training"].endswith("/train") and inputs["validation"].endswith("/valid")
+    assert run.data.params["num_classes"] == "5" and "num_classes" not in run.data.metrics
 
 
 def test_fine_tuning_last_blocks_on_images(dogs_slice):

@@ -88,6 +88,18 @@ class MlflowTracker:
         if items and self.run_id:
             self.client.log_batch(self.run_id, metrics=items)
 
+    def log_dataset(self, name: str, source: str, digest: str, context: str, profile: dict[str, Any]) -> None:
+        """The data a job trained or evaluated on, as an MLflow dataset input (shown in the run's Datasets)."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        source_type = source.split("://", 1)[0] if "://" in source else "local"
+        dataset = Dataset(name=name, digest=digest[:36], source_type=source_type,
+                          source=json.dumps({"uri": source}), profile=json.dumps(profile))
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context",
+                                                                                         context)])])
+
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, str(v)[:5000])

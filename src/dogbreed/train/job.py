@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -253,6 +254,12 @@ def _record_data(job: _Job, data: PreparedData) -> None:
     if job.tracker:
         job.tracker.log_params({"num_classes": len(data.class_folders),
                                 "num_training_samples": len(data.splits["train"].labels)})
+        contexts = {"train": "training", "valid": "validation", "test": "test"}
+        for split_name, split in data.splits.items():
+            folder = os.path.commonpath([str(f) for f in data.layout.splits[split_name].files])
+            job.tracker.log_dataset(f"{Path(folder).parent.name}/{Path(folder).name}", folder,
+                                    split.key, contexts.get(split_name, split_name),
+                                    {"num_images": int(len(split.labels)), "num_classes": len(data.class_folders)})
 
 
 def _finish(job: _Job, status: str, reason: str | None) -> None:
