@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -84,3 +86,54 @@ def run_cli(*args: str, timeout: float = 900, env: dict | None = None) -> subpro
     """Runs the installed `dogbreed` command the way a user does."""
     return subprocess.run([sys.executable, "-m", "dogbreed.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def served_model(dogs_slice):
+    """A finished job on the 5-breed slice, registered as dogs5 (version 1, alias prod): what the endpoint,
+    robustness and process tests serve."""
+    from dogbreed.config import Hyperparameters
+    from dogbreed.jobs.registry import register_job
+    from dogbreed.train.job import TrainingJobSpec, run_training_job
+
+    rec = run_training_job(TrainingJobSpec("serve-job", str(dogs_slice), Hyperparameters(epochs=5),
+                                           progress=False))
+    assert rec.status == "Completed", rec.failure_reason
+    return register_job("serve-job", "dogs5", aliases=("prod",))
+
+
+class Endpoint:
+    """`dogbreed deploy` started as a user starts it, in its own process, on a free port of 127.0.0.1."""
+
+    def __init__(self, name: str, model: str, *extra: str, env: dict | None = None):
+        from dogbreed.serve.deploy import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dogbreed.cli", "deploy", "--model", model, "--endpoint-name", name,
+             "--port", str(self.port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, **(env or {})})
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.proc.stdout.read()
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError("endpoint did not start")
+
+    def post(self, body: bytes, content_type: str | None = "image/jpeg", params: dict | None = None,
+             headers: dict | None = None, **kw) -> httpx.Response:
+        h = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
+        return httpx.post(f"{self.url}/invocations", content=body, headers=h, params=params, timeout=60, **kw)
+
+    def stop(self) -> None:
+        run_cli("endpoints", "delete", self.name)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -26,7 +26,7 @@ def test_values_from_strings_are_typed():
     ({"optimizer": "lion"}, "optimizer='lion' is not one of"),
     ({"augmentation_type": "mixup"}, "is not one of"),
     ({"bogus": 1}, "unknown hyperparameter 'bogus'"),
-    ({"epochs": "many"}, "epochs='many' is not a valid int"),
+    ({"epochs": "many"}, "epochs='many' is not a whole number"),
     ({"lr_scheduler_step": "a,b"}, "comma-separated"),
 ])
 def test_bad_values_are_user_errors(values, message):

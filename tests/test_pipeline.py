@@ -49,7 +49,7 @@ def test_pipeline_file_mistakes_are_one_line(tmp_path):
                          ({"name": "p", "data": "x", "trianing": {}}, "unknown pipeline key 'trianing'"),
                          ({"name": "../p", "data": "x", "training": {}}, "pipeline name '../p' is invalid"),
                          ({"name": "p", "data": "x", "training": {"hyperparameters": {"epochs": 2.5}}},
-                          "epochs=2.5 is not a valid int")):
+                          "epochs=2.5 is not a whole number")):
         path.write_text(yaml.safe_dump(doc))
         r = run_cli("pipeline", "run", str(path))
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

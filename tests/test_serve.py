@@ -16,53 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
-from dogbreed.config import Hyperparameters
-from dogbreed.serve.deploy import free_port
-from dogbreed.train.job import TrainingJobSpec, run_training_job
+from conftest import Endpoint, run_cli
 from dogbreed.train.job_evaluation import evaluate_job
-from dogbreed.jobs.registry import register_job
-
-
-class Endpoint:
-    def __init__(self, name: str, model: str, *extra: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.name = name
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dogbreed.cli", "deploy", "--model", model, "--endpoint-name", name,
-             "--port", str(self.port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.proc.stdout.read()
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError("endpoint did not start")
-
-    def post(self, body: bytes, content_type: str | None = "image/jpeg", params: dict | None = None,
-             headers: dict | None = None, **kw) -> httpx.Response:
-        h = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
-        return httpx.post(f"{self.url}/invocations", content=body, headers=h, params=params, timeout=60, **kw)
-
-    def stop(self) -> None:
-        run_cli("endpoints", "delete", self.name)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-@pytest.fixture(scope="module")
-def served_model(dogs_slice):
-    rec = run_training_job(TrainingJobSpec("serve-job", str(dogs_slice), Hyperparameters(epochs=5),
-                                           progress=False))
-    assert rec.status == "Completed", rec.failure_reason
-    info = register_job("serve-job", "dogs5", aliases=("prod",))
-    return info
 
 
 @pytest.fixture(scope="module")

@@ -169,3 +169,20 @@ def test_ctrl_c_stops_a_job_cleanly(dogs_slice, dogbreed_home):
     rec = records.load("interrupted")
     assert rec.status == "Stopped" and "interrupt" in rec.failure_reason and rec.end_time
     assert len(rec.history) >= 3  # finished epochs are kept
+
+
+def test_malformed_exif_is_a_bad_file_everywhere(tmp_path):
+    """A real photo with an EXIF block Pillow cannot rewrite: listed by `data check`, skipped with
+    --on-bad-file skip, never a crash."""
+    from test_robustness import BROKEN_EXIF, jpeg_with_exif
+
+    root = make_slice(tmp_path / "exif", SLICE_CLASSES[:2], 6, 3)
+    photo = sorted((root / "train" / SLICE_CLASSES[0]).iterdir())[0].read_bytes()
+    (root / "train" / SLICE_CLASSES[0] / "exif.jpg").write_bytes(jpeg_with_exif(photo, BROKEN_EXIF))
+    r = run_cli("data", "check", str(root), "--json")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    bad = json.loads(r.stdout)["bad_files"]
+    assert [b["path"].split("/")[-1] for b in bad] == ["exif.jpg"] and "unreadable image" in bad[0]["reason"]
+    rec = run_training_job(TrainingJobSpec("exif-skip", str(root), Hyperparameters(epochs=1), on_bad_file="skip",
+                                           progress=False))
+    assert rec.status == "Completed" and rec.data["skipped_files"] == 1

@@ -202,8 +202,9 @@ def _coerce(name: str, type_name: Any, value: Any) -> Any:
             return number
         return str(value)
     except (TypeError, ValueError):
-        kind = type_name.split(" ")[0]
-        raise UserError(f"{name}={value!r} is not a valid {kind}") from None
+        kind = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(
+            type_name.split(" ")[0].split("|")[0], f"a valid {type_name.split(' ')[0]}")
+        raise UserError(f"{name}={value!r} is not {kind}") from None
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -63,6 +63,8 @@ def add(sub: Any) -> None:
     dp.add_argument("--docs", action="store_true", help="serve /docs, /redoc and /openapi.json")
     dp.add_argument("--max-batch-size", type=int, default=16)
     dp.add_argument("--max-wait-ms", type=float, default=5.0)
+    dp.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="a request body must arrive within this, or it is answered 408 (default 30)")
     dp.set_defaults(func=cmd_deploy)
 
     eps = sub.add_parser("endpoints", help="endpoints").add_subparsers(
@@ -173,7 +175,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise UserError("give --api-key or --api-key-file, not both")
     deploy(args.model, args.endpoint_name, host=args.host, port=args.port, workers=args.workers,
            backend=args.backend, device=args.device, api_key=read_api_key(args.api_key, args.api_key_file),
-           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, docs=args.docs)
+           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, docs=args.docs,
+           body_timeout_s=args.body_timeout)
     return 0
 
 
@@ -221,7 +224,7 @@ def cmd_endpoints_delete(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from dogbreed.serve.client import predict_files
 
-    if bool(args.endpoint) == bool(args.model):
+    if (args.endpoint is None) == (args.model is None):
         raise UserError("give exactly one of --endpoint URL or --model REF")
     results = predict_files(args.images, endpoint=args.endpoint, model_ref=args.model, top_k=args.top_k,
                             api_key=args.api_key)

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from dogbreed.config import home
+from dogbreed.data.images import DECODER_VERSION
 from dogbreed.data.layout import Split
 from dogbreed.data.scan import FileScan, hash_file, scan_files
 from dogbreed.preprocessing import Preprocessing
@@ -37,7 +38,7 @@ class CachedSplit:
 
 def split_key(split: Split, prep: Preprocessing) -> tuple[str, list[str]]:
     digests = [hash_file(p) for p in split.files]
-    h = hashlib.sha1(prep.key().encode())
+    h = hashlib.sha1(f"{prep.key()}|{DECODER_VERSION}".encode())
     for label, d in zip(split.labels, digests):
         h.update(f"{label}/{d}\n".encode())
     return h.hexdigest()[:20], digests

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from dogbreed.data.images import ImageError, decode_to_square, open_image
+from dogbreed.data.images import ImageError, decode_image, to_square
 from dogbreed.data.layout import IMAGE_SUFFIXES
 from dogbreed.preprocessing import Preprocessing
 
@@ -38,11 +38,11 @@ def _scan_one(args: tuple[str, Preprocessing | None]) -> tuple[FileScan, np.ndar
     if not data:
         return FileScan(path, digest, error="zero-byte file"), None
     try:
-        img = open_image(data)
-        array = decode_to_square(data, prep) if prep is not None else None
+        decoded = decode_image(data, prep.resize_size if prep is not None else None)
+        array = to_square(decoded.image, prep) if prep is not None else None
     except ImageError as e:
         return FileScan(path, digest, error=str(e)), None
-    return FileScan(path, digest, img.width, img.height), array
+    return FileScan(path, digest, decoded.width, decoded.height), array
 
 
 def scan_files(paths: list[Path], prep: Preprocessing | None, workers: int,

@@ -54,9 +54,9 @@ def register_job(job: str, name: str | None = None, aliases: tuple[str, ...] = (
     """Registers a Completed job's model as a new version of `name` (default: the job's name)."""
     from mlflow.exceptions import MlflowException
 
+    name = names.validate(job if name is None else name, "model")
     record = records.load(job)
     model_dir = job_model_dir(job)
-    name = names.validate(name or job, "model")
     for alias in aliases:
         _validate_alias(alias)
     card = load_card(model_dir)
@@ -247,12 +247,31 @@ def local_model_dir(ref: str) -> tuple[Path, ModelVersionInfo]:
     return target, info
 
 
+def is_folder_ref(ref: str) -> bool:
+    return ref.startswith(("file://", ".", "/", "~")) or "/" in ref
+
+
+def check_ref(ref: str) -> str:
+    """Checks a model reference's form (nothing is read): a bad name is refused before any file is touched."""
+    if not ref:
+        raise UserError("model reference is missing: use NAME, NAME:VERSION, NAME@ALIAS, job:JOBNAME or a folder")
+    if ref.startswith("job:"):
+        names.validate(ref[4:], "job")
+    elif not is_folder_ref(ref):
+        m = _REF.fullmatch(ref)
+        if not m:
+            raise UserError(f"model reference {ref[:40]!r} is invalid: use NAME, NAME:VERSION or NAME@ALIAS")
+        names.validate(m["name"], "model")
+    return ref
+
+
 def model_dir_for(ref: str) -> Path:
     """A registry reference (`NAME`, `NAME:VERSION`, `NAME@ALIAS`), `job:NAME` for a finished job's model without
     registering it, or a model folder (path or file:// URI, as an estimator's model_data gives)."""
+    check_ref(ref)
     if ref.startswith("job:"):
         return job_model_dir(ref[4:])
-    if ref.startswith("file://") or "/" in ref or ref.startswith("."):
+    if is_folder_ref(ref):
         folder = Path(ref.removeprefix("file://")).expanduser()
         if not (folder / CARD).is_file():
             raise UserError(f"no dogbreed model in {folder} (expected {CARD} and {WEIGHTS})")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dogbreed.data.images import ImageError, open_image, to_square
+from dogbreed.data.images import ImageError, decode_image, to_square
 from dogbreed.models.artifact import ModelCard, load_card
 from dogbreed.preprocessing import to_input
 
@@ -67,11 +67,12 @@ class BreedClassifierAPI:
     # -- the four steps ----------------------------------------------------------------------------------------
     def decode(self, data: bytes) -> np.ndarray:
         """Bytes -> the square uint8 array; raises ImageError with a short reason."""
-        img = open_image(data)
-        if min(img.size) < MIN_SIDE:
-            raise ImageError(f"image too small ({img.width}x{img.height}); at least {MIN_SIDE}x{MIN_SIDE} pixels")
         assert self.card is not None
-        return to_square(img, self.card.preprocessing)
+        decoded = decode_image(data, self.card.preprocessing.resize_size)
+        if min(decoded.width, decoded.height) < MIN_SIDE:
+            raise ImageError(f"image too small ({decoded.width}x{decoded.height}); at least {MIN_SIDE}x{MIN_SIDE} "
+                             "pixels")
+        return to_square(decoded.image, self.card.preprocessing)
 
     def predict(self, squares: list[np.ndarray]) -> np.ndarray:
         """A batch of squares -> B x C class probabilities."""

@@ -7,8 +7,6 @@ named by DOGBREED_SERVE_CONFIG, so uvicorn's worker processes can each build the
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
 import json
 import logging
@@ -28,11 +26,11 @@ from dogbreed.jobs.endpoint_records import register_worker
 from dogbreed.jobs.process import die_with_parent
 from dogbreed.serve.api import BreedClassifierAPI
 from dogbreed.serve.batcher import MicroBatcher
+from dogbreed.serve.decoding import DecodeLanes
+from dogbreed.serve.requests import BODY_TIMEOUT_S, ClientGone, RequestError, images_from_request, read_body, top_k_of
 from dogbreed.serve.page import PAGE
 
 log = logging.getLogger("dogbreed.serve")
-MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
-IMAGE_TYPES = {"image/jpeg", "image/png", "application/x-image", "image/gif", "image/webp", "image/bmp"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,8 @@ class ServeConfig:
     threads: int | None = None
     owner_pid: int | None = None  # the `dogbreed deploy` process; any other process serving is a worker
     docs: bool = False  # /docs, /redoc and /openapi.json (behind the key when one is set)
+    body_timeout_s: float = BODY_TIMEOUT_S
+    decode_threads: int = 2
 
     def save(self, path: Path) -> None:
         """Written readable by the owner only: it may hold the API key."""
@@ -61,12 +61,6 @@ class ServeConfig:
     @classmethod
     def load(cls, path: str) -> "ServeConfig":
         return cls(**json.loads(Path(path).read_text()))
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 class Metrics:
@@ -94,77 +88,8 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-async def _read_body(request: Request) -> bytes:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise RequestError(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise RequestError(413, f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MB")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _images_from_request(request: Request, body: bytes) -> list[bytes]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not body:
-        raise RequestError(400, "empty request body: send an image")
-    if content_type in IMAGE_TYPES:
-        return [body]
-    if content_type == "application/json":
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise RequestError(400, "body is not valid JSON") from None
-        items: list[Any]
-        if isinstance(doc, dict) and "instances" in doc and isinstance(doc["instances"], list):
-            items = doc["instances"]
-        elif isinstance(doc, dict):
-            items = [doc]
-        else:
-            raise RequestError(400, 'JSON must be {"image": "<base64>"} or {"instances": [{"b64": ...}]}')
-        out = []
-        for item in items:
-            b64 = item.get("image", item.get("b64")) if isinstance(item, dict) else item
-            if not isinstance(b64, str):
-                raise RequestError(400, 'JSON must be {"image": "<base64>"} or {"instances": [{"b64": ...}]}')
-            try:
-                out.append(base64.b64decode(b64, validate=True))
-            except (binascii.Error, ValueError):
-                raise RequestError(400, "image field is not valid base64") from None
-        if not out:
-            raise RequestError(400, "no images in the request")
-        return out
-    if content_type == "multipart/form-data":
-        request._body = body  # Starlette parses the form from the body already read (and size-checked)
-        try:
-            form = await request.form()
-        except Exception:
-            raise RequestError(400, "malformed multipart body") from None
-        files = [v for _, v in form.multi_items() if hasattr(v, "read")]
-        if not files:
-            raise RequestError(400, "multipart body has no file part")
-        return [await f.read() for f in files]
-    raise RequestError(415, f"unsupported content type {content_type or '(none)'!r}: use image/jpeg, image/png, "
-                            "application/x-image, application/json or multipart/form-data")
-
-
-def _top_k(request: Request) -> int | None:
-    raw = request.query_params.get("top_k")
-    accept = request.headers.get("accept", "")
-    if raw is None and "top_k=" in accept:
-        raw = accept.split("top_k=", 1)[1].split(";")[0].split(",")[0].strip()
-    if raw is None:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise RequestError(400, "top_k must be a positive integer")
-    return int(raw)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def create_app(config: ServeConfig | None = None) -> FastAPI:
@@ -188,12 +113,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         batcher = MicroBatcher(api.predict, config.max_batch_size, config.max_wait_ms,
                                on_batch=metrics.batch.observe)
         batcher.start()
+        state["decoder"] = DecodeLanes(api.decode, api.card.preprocessing.resize_size, config.decode_threads)
         state["batcher"] = batcher
         if config.owner_pid:
             register_worker(config.endpoint_name)
         log.info("endpoint %s serving %s", config.endpoint_name, config.model_ref or config.model_dir)
         yield
         await batcher.stop()
+        state["decoder"].shutdown()
 
     app = FastAPI(title="dogbreed endpoint", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -258,12 +185,11 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         try:
             if not authorised(request):
                 raise RequestError(401, "missing or wrong API key")
-            top_k = _top_k(request)
-            body = await _read_body(request)
-            blobs = await _images_from_request(request, body)
-            loop = asyncio.get_running_loop()
+            top_k = top_k_of(request, api.card.num_classes)
+            body = await read_body(request, config.body_timeout_s)
+            blobs = await images_from_request(request, body)
             try:
-                squares = [await loop.run_in_executor(None, api.decode, b) for b in blobs]
+                squares = [await state["decoder"].decode(b) for b in blobs]
             except ImageError as e:
                 raise RequestError(400, f"bad image: {e}") from None
             probs = await asyncio.gather(*(state["batcher"].submit(s) for s in squares))
@@ -277,7 +203,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             metrics.requests.labels(str(e.status)).inc()
             metrics.errors.labels(str(e.status)).inc()
             log.info("invocation refused (%d): %s", e.status, e.message)
-            return _error(e.status, e.message)
+            headers = {"Retry-After": "1"} if e.status == 429 else None
+            if e.status in (408, 413):  # the rest of the body is not read: the connection cannot be reused
+                headers = {**(headers or {}), "Connection": "close"}
+            return _error(e.status, e.message, headers)
+        except ClientGone:  # not an error of ours: counted apart, logged in one line
+            metrics.requests.labels("499").inc()
+            log.info("client disconnected before its request was read")
+            return Response(status_code=499)
         except Exception as e:  # a bug must not take the endpoint down: 500, logged, keep serving
             metrics.requests.labels("500").inc()
             metrics.errors.labels("500").inc()

@@ -6,11 +6,13 @@ skips the sources already done.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from dogbreed.config import UserError, home
 from dogbreed.data.images import ImageError
@@ -24,7 +26,12 @@ def _output_file(output: str) -> tuple[Path, Callable[[], None] | None]:
     """Local file to append to, and a function that publishes it when the output is a remote URI."""
     if "://" not in output or output.startswith("file://"):
         d = Path(output.removeprefix("file://")).expanduser()
-        d.mkdir(parents=True, exist_ok=True)
+        if d.exists() and not d.is_dir():
+            raise UserError(f"--output {output} is a file; give a folder (predictions go to {OUTPUT_NAME} in it)")
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the output folder {d}: {e.strerror}") from None
         return d / OUTPUT_NAME, None
     import fsspec
 
@@ -40,6 +47,28 @@ def _output_file(output: str) -> tuple[Path, Callable[[], None] | None]:
         fs.put_file(str(local), remote)
 
     return local, publish
+
+
+@contextlib.contextmanager
+def _exclusive(out_path: Path, output: str) -> Iterator[None]:
+    """One batch transform at a time per output: a second one would append the same predictions again."""
+    lock_path = out_path.with_name(out_path.name + ".lock")
+    with lock_path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UserError(f"another batch transform ({holder}) is writing to {output}; wait for it to finish or "
+                            "choose another --output") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _done_sources(path: Path) -> set[str]:
@@ -66,6 +95,13 @@ def batch_transform(model_dir: Path, input_location: str, output: str, *, top_k:
     if not sources:
         raise UserError(f"no images under {input_location}")
     out_path, publish = _output_file(output)
+    with _exclusive(out_path, output):
+        return _transform(model_dir, root, sources, out_path, publish, output, top_k, chunk_size, on_progress)
+
+
+def _transform(model_dir: Path, root: Path, sources: list[Path], out_path: Path, publish: Callable[[], None] | None,
+               output: str, top_k: int | None, chunk_size: int, on_progress: Callable[[int], None] | None
+               ) -> dict[str, int]:
     done = _done_sources(out_path)
     todo = [p for p in sources if p.relative_to(root).as_posix() not in done]
     if on_progress:

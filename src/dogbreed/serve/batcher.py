@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -15,6 +16,8 @@ class MicroBatcher:
         self.on_batch = on_batch
         self.queue: asyncio.Queue = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        # The model runs in a thread of its own: decoding, however busy, never queues inference behind it.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="dogbreed-predict")
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -26,6 +29,7 @@ class MicroBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _drain(self, items: list) -> None:
         while len(items) < self.max_batch_size:
@@ -59,7 +63,7 @@ class MicroBatcher:
                         break
             squares = [s for s, _ in items]
             try:
-                probs = await loop.run_in_executor(None, self.predict, squares)
+                probs = await loop.run_in_executor(self._executor, self.predict, squares)
             except Exception as e:  # every waiting request learns of it; the loop goes on
                 for _, f in items:
                     if not f.done():

@@ -12,6 +12,9 @@ from dogbreed.data.images import ImageError
 
 def predict_files(paths: list[str], *, endpoint: str | None = None, model_ref: str | None = None, top_k: int = 5,
                   api_key: str | None = None) -> list[dict[str, Any]]:
+    from dogbreed.jobs.registry import model_dir_for
+
+    model_dir = model_dir_for(model_ref) if not endpoint else None  # a bad reference is found first
     files = [Path(p) for p in paths]
     missing = [p for p in files if not p.is_file()]
     if missing:
@@ -19,9 +22,8 @@ def predict_files(paths: list[str], *, endpoint: str | None = None, model_ref: s
     if endpoint:
         return [_via_endpoint(p, endpoint, top_k, api_key) for p in files]
     from dogbreed.serve.api import BreedClassifierAPI
-    from dogbreed.jobs.registry import model_dir_for
 
-    api = BreedClassifierAPI(model_dir_for(model_ref or "")).setup()
+    api = BreedClassifierAPI(model_dir).setup()
     out = []
     for p in files:
         try:

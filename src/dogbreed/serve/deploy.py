@@ -67,7 +67,7 @@ def read_api_key(api_key: str | None, api_key_file: str | None) -> str | None:
 def deploy(model_ref: str, endpoint_name: str, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
            backend: str = "auto", device: str | None = None, api_key: str | None = None,
            max_batch_size: int = 16, max_wait_ms: float = 5.0, docs: bool = False,
-           on_ready_line: bool = True) -> EndpointRecord:
+           body_timeout_s: float = 30.0, on_ready_line: bool = True) -> EndpointRecord:
     """Prepares the model (ONNX export + parity check) and serves it until interrupted or deleted."""
     import uvicorn
 
@@ -79,6 +79,8 @@ def deploy(model_ref: str, endpoint_name: str, *, host: str = "127.0.0.1", port:
         raise UserError("--workers must be between 1 and 64")
     if max_batch_size < 1 or max_batch_size > 256 or max_wait_ms < 0 or max_wait_ms > 10_000:
         raise UserError("--max-batch-size must be 1-256 and --max-wait-ms 0-10000")
+    if not 0.1 <= body_timeout_s <= 3600:
+        raise UserError("--body-timeout must be between 0.1 and 3600 seconds")
     if backend not in BACKENDS:
         raise UserError(f"--backend must be auto, onnx or torch, not {backend!r}")
     if endpoint_records.exists(endpoint_name):
@@ -103,7 +105,8 @@ def deploy(model_ref: str, endpoint_name: str, *, host: str = "127.0.0.1", port:
     config = ServeConfig(model_dir=str(model_dir), onnx_path=str(onnx_path) if onnx_path else None, backend=backend,
                          device=device, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, api_key=api_key,
                          endpoint_name=endpoint_name, model_ref=model_ref, log_file=str(d / "endpoint.log"),
-                         threads=max(1, (os.cpu_count() or 1) // workers), owner_pid=me.pid, docs=docs)
+                         threads=max(1, (os.cpu_count() or 1) // workers), owner_pid=me.pid, docs=docs,
+                         body_timeout_s=body_timeout_s)
     config.save(d / "serve.json")
     os.environ["DOGBREED_SERVE_CONFIG"] = str(d / "serve.json")
     if workers > 1:  # metrics summed over worker processes

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from dogbreed.spreadsheet import write_rows
 
 
 @dataclass(frozen=True)
@@ -62,19 +63,13 @@ def write_evaluation(ev: Evaluation, class_labels: list[str], out_dir: Path) -> 
     cm_csv, cm_png = out_dir / f"{s}_confusion_matrix.csv", out_dir / f"{s}_confusion_matrix.png"
     per_class_csv, pairs_csv = out_dir / f"{s}_per_class_accuracy.csv", out_dir / f"{s}_most_confused.csv"
     with cm_csv.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true\\predicted", *class_labels])
-        for label, row in zip(class_labels, ev.confusion):
-            w.writerow([label, *row.tolist()])
+        write_rows(f, [["true\\predicted", *class_labels],
+                       *([label, *row.tolist()] for label, row in zip(class_labels, ev.confusion))])
     with per_class_csv.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["class", "accuracy"])
-        for label, acc in sorted(ev.per_class_accuracy.items(), key=lambda t: t[1]):
-            w.writerow([label, f"{acc:.4f}"])
+        write_rows(f, [["class", "accuracy"], *([label, f"{acc:.4f}"] for label, acc in
+                                                sorted(ev.per_class_accuracy.items(), key=lambda t: t[1]))])
     with pairs_csv.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["true", "predicted", "count"])
-        w.writerows(ev.most_confused)
+        write_rows(f, [["true", "predicted", "count"], *ev.most_confused])
     _plot_confusion(ev.confusion, class_labels, cm_png, f"{s}: accuracy {ev.accuracy:.1%}")
     return [cm_csv, cm_png, per_class_csv, pairs_csv]
 

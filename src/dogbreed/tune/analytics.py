@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dogbreed.jobs import records
+from dogbreed.spreadsheet import safe_cell
 from dogbreed.tune.config import TuningConfig
 from dogbreed.tune.trials import best_trial, load_study, own_trials
 from dogbreed.tune.space import to_hyperparameters
@@ -67,7 +68,7 @@ def to_csv(rows: list[dict[str, Any]], config: TuningConfig) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns(config), extrasaction="ignore")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: safe_cell(v) for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 

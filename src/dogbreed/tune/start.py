@@ -55,6 +55,7 @@ def start_tuning_job(spec: TuningJobSpec, on_trial: Callable[[TrialOutcome], Non
         raise UserError(f"data in {layout.root} has {len(layout.classes)} class: a classifier needs at least 2")
     base = Hyperparameters.from_mapping(config.static)
     get_backbone(base.backbone_name)
+    parents = _check_parents(spec, config)  # a mistake is one line: checked before any warning is printed
     from dogbreed.train.preflight import report, tuning_warnings
 
     warnings = tuning_warnings(config.static, list(config.ranges), config.objective_metric, layout)
@@ -64,7 +65,6 @@ def start_tuning_job(spec: TuningJobSpec, on_trial: Callable[[TrialOutcome], Non
         config = TuningConfig.from_dict({**config.to_dict(), "max_jobs": grid_size(config),
                                          "max_parallel_jobs": min(config.max_parallel_jobs, grid_size(config))})
     storage = spec.storage or default_storage()
-    parents = _check_parents(spec, config)
     record = records.create(JobRecord(
         name=spec.name, kind="tuning", hyperparameters=config.static, data={"location": spec.data},
         extra={"config": config.to_dict(), "storage": storage, "executor": spec.executor,
