@@ -1,6 +1,8 @@
-"""The serving benchmark's baseline: a plain FastAPI endpoint running the PyTorch model once per request.
+"""The serving benchmark's baselines: a plain FastAPI endpoint running the PyTorch model per request.
 
-Same model file and the same outputs (softmax averaged with the mirror image); no ONNX, no micro-batching.
+Same model file; a full decode of every photo and timm's eval transform; no ONNX, no micro-batching. With
+BASELINE_FLIP=1 (the default) the softmax is averaged with the mirror image (two forward passes, the same outputs
+as dogbreed's flip models); with BASELINE_FLIP=0 it is one forward pass per request.
 Started by bench/serve.py as `uvicorn bench.baseline_app:app` with BASELINE_MODEL_DIR set.
 """
 
@@ -24,6 +26,7 @@ model.eval()
 prep = card["preprocessing"]
 transform = timm.data.create_transform(input_size=(3, prep["input_size"], prep["input_size"]), mean=prep["mean"],
                                        std=prep["std"], crop_pct=prep["crop_pct"], interpolation=prep["interpolation"])
+flip = os.environ.get("BASELINE_FLIP", "1") == "1"
 app = FastAPI()
 
 
@@ -36,5 +39,5 @@ def ping():
 async def invocations(request: Request):
     x = transform(Image.open(io.BytesIO(await request.body())).convert("RGB"))[None]
     with torch.no_grad():
-        p = (model(x).softmax(-1) + model(x.flip(3)).softmax(-1)) / 2
+        p = (model(x).softmax(-1) + model(x.flip(3)).softmax(-1)) / 2 if flip else model(x).softmax(-1)
     return JSONResponse(p[0].tolist())
