@@ -50,6 +50,7 @@ def run_load(url: str, photos: list[bytes], hostile: list[tuple[str, dict]], cli
     lock = threading.Lock()
     good_lat: list[float] = []
     counts = {"good": 0, "good_ok": 0, "hostile": 0, "hostile_4xx": 0, "5xx": 0, "transport_errors": 0}
+    failures: list[dict] = []  # what went wrong, when (seconds into the run), for how long
     stop_at = time.time() + seconds
     rss = [tree_rss_mb(pid)]
 
@@ -63,6 +64,7 @@ def run_load(url: str, photos: list[bytes], hostile: list[tuple[str, dict]], cli
         with httpx.Client(timeout=60) as c:
             while time.time() < stop_at:
                 is_hostile = bool(hostile) and i % 5 == 4
+                kind = hostile[(i // 5) % len(hostile)][0] if is_hostile else "good photo"
                 t = time.perf_counter()
                 try:
                     if is_hostile:
@@ -71,10 +73,14 @@ def run_load(url: str, photos: list[bytes], hostile: list[tuple[str, dict]], cli
                         r = c.post(f"{url}/invocations", content=photos[i % len(photos)],
                                    headers={"Content-Type": "image/jpeg"})
                     status = r.status_code
-                except httpx.HTTPError:
+                except httpx.HTTPError as e:
                     status = -1
+                    error = type(e).__name__
                 elapsed = time.perf_counter() - t
                 with lock:
+                    if status == -1 or status >= 500 or (not is_hostile and status != 200):
+                        failures.append({"kind": kind, "status": status if status != -1 else error,
+                                         "at_s": round(t - t0, 1), "took_s": round(elapsed, 1)})
                     if status >= 500:
                         counts["5xx"] += 1
                     if status == -1:
@@ -90,7 +96,7 @@ def run_load(url: str, photos: list[bytes], hostile: list[tuple[str, dict]], cli
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
     sampler = threading.Thread(target=sample)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # read by the workers
     for th in (*threads, sampler):
         th.start()
     for th in (*threads, sampler):
@@ -103,7 +109,8 @@ def run_load(url: str, photos: list[bytes], hostile: list[tuple[str, dict]], cli
             "good_rps": round(counts["good_ok"] / wall, 2),
             "good_p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
             "good_p99_ms": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-            "rss_start_mb": round(rss[0], 1), "rss_peak_mb": round(max(rss), 1), "rss_end_mb": round(rss[-1], 1)}
+            "rss_start_mb": round(rss[0], 1), "rss_peak_mb": round(max(rss), 1), "rss_end_mb": round(rss[-1], 1),
+            "failures": sorted(failures, key=lambda f: f["at_s"])[:40]}
 
 
 def main() -> None:
@@ -145,6 +152,10 @@ def main() -> None:
                 "rss_growth_mb": round(mixed["rss_end_mb"] - clean["rss_start_mb"], 1)}
             print(clients, json.dumps(results[f"clients_{clients}"]), flush=True)
     finally:
+        log = Path(os.environ["DOGBREED_HOME"]) / "endpoints" / "soak" / "endpoint.log"
+        if log.exists():
+            lines = log.read_text(errors="replace").splitlines()
+            results["endpoint_log_warnings"] = [ln for ln in lines if "WARNING" in ln or "ERROR" in ln][-20:]
         subprocess.run([sys.executable, "-m", "dogbreed.cli", "endpoints", "delete", "soak"], capture_output=True)
         proc.wait(timeout=30)
     runs = [results[f"clients_{c}"] for c in (8, 32)]

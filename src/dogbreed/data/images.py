@@ -26,6 +26,9 @@ DECODER_VERSION = 3  # part of the decode cache key: bumped when the same bytes 
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
              "lanczos": Image.LANCZOS}
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+# Pillow's "possibly corrupt EXIF" warnings: a broken file is judged by whether it decodes, not announced on stderr.
+# A filter, not warnings.catch_warnings(): decoding runs in threads, and catch_warnings is not thread-safe.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 class ImageError(ValueError):
@@ -60,9 +63,7 @@ def read_header(data: bytes) -> ImageHeader:
     if not data:
         raise ImageError("empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))
         return ImageHeader(img.format or "", img.width, img.height)
     except Exception as e:  # noqa: BLE001 - whatever the parser raises, the bytes are not an image we can use
         raise _as_image_error(e) from None
@@ -74,26 +75,24 @@ def decode_image(data: bytes, min_side: int | None = None) -> DecodedImage:
     if not data:
         raise ImageError("empty file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "possibly corrupt EXIF" and friends: judged below, not printed
-            img = Image.open(io.BytesIO(data))
-            if img.width * img.height > MAX_PIXELS:
-                raise ImageError(f"image too large ({img.width}x{img.height} pixels)")
-            if getattr(img, "n_frames", 1) > 1 and img.format != "MPO":  # MPO: a camera's extra frames
-                raise ImageError("animated images are not supported")
-            stored_w, stored_h = img.size
-            if min_side and img.format in DCT_SCALABLE:
-                img.draft(None, (min_side, min_side))
-            img.load()
-            decoded_size = img.size
-            upright = ImageOps.exif_transpose(img)
-            rotated = upright.size != decoded_size and upright.size == decoded_size[::-1]
-            width, height = (stored_h, stored_w) if rotated else (stored_w, stored_h)
-            if min_side:
-                factor = min(upright.size) // min_side
-                if factor >= 2:
-                    upright = upright.reduce(factor)
-            return DecodedImage(_to_rgb(upright), width, height)
+        img = Image.open(io.BytesIO(data))
+        if img.width * img.height > MAX_PIXELS:
+            raise ImageError(f"image too large ({img.width}x{img.height} pixels)")
+        if getattr(img, "n_frames", 1) > 1 and img.format != "MPO":  # MPO: a camera's extra frames
+            raise ImageError("animated images are not supported")
+        stored_w, stored_h = img.size
+        if min_side and img.format in DCT_SCALABLE:
+            img.draft(None, (min_side, min_side))
+        img.load()
+        decoded_size = img.size
+        upright = ImageOps.exif_transpose(img)
+        rotated = upright.size != decoded_size and upright.size == decoded_size[::-1]
+        width, height = (stored_h, stored_w) if rotated else (stored_w, stored_h)
+        if min_side:
+            factor = min(upright.size) // min_side
+            if factor >= 2:
+                upright = upright.reduce(factor)
+        return DecodedImage(_to_rgb(upright), width, height)
     except ImageError:
         raise
     except Exception as e:  # noqa: BLE001 - EXIF, ICC, mode conversion, decoder: all mean "bad image"
