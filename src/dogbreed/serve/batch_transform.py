@@ -88,7 +88,7 @@ def batch_transform(model_dir: Path, input_location: str, output: str, *, top_k:
                 for (rel, _), pr in zip(squares, probs):
                     lines[rel] = {"source": rel, "prediction": api.encode(pr, None)}
                     if top_k:
-                        lines[rel]["top_k"] = api.encode(pr, top_k)
+                        lines[rel].update({"top_k": api.encode(pr, top_k), **api.judge(pr)})
             for p in chunk:
                 out.write(json.dumps(lines[p.relative_to(root).as_posix()]) + "\n")
             out.flush()
