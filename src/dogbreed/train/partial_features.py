@@ -119,7 +119,7 @@ def finetune_last_block(model: nn.Module, activations: np.ndarray, labels: np.nd
                                                 train=True, seed=hp.seed),
                       valid_source, opt, TrainerConfig(epochs=epochs, stage="last_block", top_k=hp.top_k,
                                                        device=device, epoch_offset=epoch_offset),
-                      loss_fn=AnchoredLoss(head, hp.head_anchor, hp.label_smoothing), scheduler=scheduler,
+                      loss_fn=AnchoredLoss(head, hp.preset_value("head_anchor"), hp.label_smoothing), scheduler=scheduler,
                       **({"predict": predict} if predict else {}), callbacks=callbacks)
     trainer.fit()
     model.eval()

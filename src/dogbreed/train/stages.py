@@ -61,7 +61,7 @@ class StagedTraining:
                 tick(n)
                 self.check()
 
-            if self.hp.preset_value("crop_views") or self._last_block_epochs():  # the preset's views
+            if self.hp.preset_value("crop_views") or self._last_block_epochs() or not self.hp.use_flip:
                 return presets.split_view_features(model, split, name == "train", self.backbone.preprocessing,
                                                    self._weights_id(), self.hp, self.device, on_progress).features
             return extract_features(model, split, self.backbone.preprocessing, self._weights_id(),
@@ -79,13 +79,13 @@ class StagedTraining:
         classes = list(zip(data.class_folders, data.class_labels))
         anchor = 0.0  # only a head that starts from known-good rows has a start worth staying near
         if keep_head:
-            anchor = hp.head_anchor
+            anchor = hp.preset_value("head_anchor")
         else:
             model.reset_classifier(len(classes))
         if not keep_head and imagenet_head is not None and hp.imagenet_head_init and imagenet_head[0].shape[0] == 1000:
             matched = init_head_from_imagenet(model.get_classifier(), imagenet_head, classes)
             log.info("head initialised from ImageNet rows for %d of %d classes", matched, len(classes))
-            anchor = hp.head_anchor if matched else 0.0
+            anchor = hp.preset_value("head_anchor") if matched else 0.0
         torch.manual_seed(hp.seed)
         info: dict[str, Any] = {}
         head_epochs = hp.epochs if hp.train_mode == "head" else hp.head_epochs
