@@ -68,7 +68,7 @@ def main() -> None:
         if args.finetune_epochs:
             run["finetune_last_block"] = finetune_last_block(model, vf, cached.labels, held, imagenet_head, pairs,
                                                              args.finetune_epochs)
-        results["runs"][config] = run
+        results["runs"][f"{config}|{len(classes)}breeds"] = run
         print(config, json.dumps(run, indent=1), flush=True)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=1))

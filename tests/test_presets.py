@@ -72,6 +72,22 @@ def test_each_preset_learns_real_breeds_and_records_its_recipe(preset_jobs, pres
 
 
 @pytest.mark.slow
+def test_last_block_fine_tuned_on_cached_activations(dogs_slice, tmp_path):
+    """Not a preset's default (it did not pay on the held-out screen), but a hyperparameter: the last block trains
+    on its cached input, and the dog score keeps reading a frozen copy of the original layers."""
+    from dogbreed.serve.api import BreedClassifierAPI
+
+    hp = Hyperparameters(preset="balanced", epochs=3, last_block_epochs=1)
+    rec = run_training_job(TrainingJobSpec("last-block", str(dogs_slice), hp, progress=False, track=False))
+    assert rec.status == "Completed", rec.failure_reason
+    assert [h["stage"] for h in rec.history] == ["head"] * 3 + ["last_block"]
+    assert rec.metrics["validation:accuracy"] >= 0.8
+    api = BreedClassifierAPI(job_dir(rec.name) / "model", backend="onnx").setup()
+    cat = non_dog_photos(tmp_path)[1]
+    assert api.judge(api.predict([api.decode(cat.read_bytes())])[0])["dog"] is False
+
+
+@pytest.mark.slow
 def test_calibration_lowers_ece_on_held_out_photos(preset_jobs):
     """The slice's test/ photos were never used for anything; label smoothing leaves the raw head underconfident
     and the temperature fitted on the held-out part of train/ corrects that."""

@@ -62,7 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
              "head_anchor": 0.1},
     "balanced": {"backbone": "efficientnet_lite2", "test_time_flip": False, "crop_views": 0,
                  "last_block_epochs": 0, "head_anchor": 0.01},
-    "best": {"backbone": "efficientnet_lite2", "test_time_flip": False, "crop_views": 2, "last_block_epochs": 4,
+    "best": {"backbone": "efficientnet_lite2", "test_time_flip": True, "crop_views": 2, "last_block_epochs": 0,
              "head_anchor": 0.01},
 }
 
