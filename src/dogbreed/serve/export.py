@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dogbreed.config import UserError, home
-from dogbreed.models.artifact import WEIGHTS, ModelCard, load_model
+from dogbreed.models.artifact import WEIGHTS, ModelCard, load_card, load_model
 from dogbreed.models.inference import ServedModel
 
 log = logging.getLogger("dogbreed")
@@ -21,8 +21,11 @@ PARITY_TOLERANCE = 1e-4
 
 
 def onnx_path_for(model_dir: Path) -> Path:
-    digest = hashlib.sha1((Path(model_dir) / WEIGHTS).read_bytes()).hexdigest()[:20]
-    return home() / "cache" / "onnx" / f"{digest}.onnx"
+    """Cached by the weights and by what the card puts into the graph (flip, temperature, dog classes)."""
+    h = hashlib.sha1((Path(model_dir) / WEIGHTS).read_bytes())
+    card = load_card(model_dir)
+    h.update(f"{card.test_time_flip}|{card.temperature}|{card.not_a_dog.get('dog_classes')}".encode())
+    return home() / "cache" / "onnx" / f"{h.hexdigest()[:20]}.onnx"
 
 
 def export_onnx(model_dir: Path) -> tuple[Path, float]:
