@@ -302,9 +302,15 @@ def test_web_page_in_headless_chromium(endpoint, dogs_slice, tmp_path):
         page.wait_for_selector(".row", timeout=30000)
         rows = page.locator(".row .name").all_inner_texts()
         page.screenshot(path=str(tmp_path / "page.png"))
+        from test_presets import non_dog_photos
+
+        page.set_input_files("#file", str(non_dog_photos(tmp_path / "nd")[1]))
+        page.wait_for_selector(".nodog", timeout=30000)
+        no_dog = page.locator(".nodog").inner_text()
         if os.environ.get("DOGBREED_SCREENSHOT"):
             page.screenshot(path=os.environ["DOGBREED_SCREENSHOT"])
         browser.close()
     assert rows[0] == "pug" and len(rows) == 5
+    assert no_dog.startswith("No dog found (dog score")
     assert errors == []
     assert (tmp_path / "page.png").stat().st_size > 10000
