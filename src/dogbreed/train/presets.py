@@ -65,9 +65,21 @@ def head_view_logits(head: nn.Module, features: np.ndarray) -> torch.Tensor:
     return torch.stack([head.eval()(x[:, v]) for v in range(x.shape[1])], 1)
 
 
+def kept_imagenet_head(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(weight, bias) of the ImageNet classifier a model keeps on its pooled features (incremental training)."""
+    kept = getattr(model, IMAGENET_HEAD, None)
+    if kept is None or kept.top is not None:
+        return None
+    return kept.classifier.weight.detach(), kept.classifier.bias.detach()
+
+
 @torch.no_grad()
-def feature_dog_scores(imagenet_head: tuple[torch.Tensor, torch.Tensor], features: np.ndarray) -> np.ndarray:
-    """Dog probability of each photo from cached features (views averaged), by the ImageNet classifier."""
+def feature_dog_scores(imagenet_head: tuple[torch.Tensor, torch.Tensor] | None, features: np.ndarray
+                       ) -> np.ndarray:
+    """Dog probability of each photo from cached features (views averaged), by the ImageNet classifier; none
+    without one."""
+    if imagenet_head is None or imagenet_head[0].shape[0] != 1000:
+        return np.zeros(0, np.float32)
     weight, bias = imagenet_head
     x = torch.from_numpy(np.ascontiguousarray(features))
     classes = torch.tensor(DOG_CLASSES)

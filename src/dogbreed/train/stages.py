@@ -173,15 +173,12 @@ class StagedTraining:
             attach_imagenet_head(model, imagenet_head)
         if not held.any():
             return None
-        if holdout_logits is not None and dog_scores is not None:  # scored before the last block was tuned
-            pass
-        elif holdout_logits is not None and "train" in features:  # head mode: the backbone is the frozen one
-            dog_scores = (presets.feature_dog_scores(imagenet_head, presets.served_views(features["train"],
-                                                                                        hp.use_flip))
-                          if presets.has_dog_head(model) else np.zeros(0))
-        else:
+        if holdout_logits is None or "train" not in features:  # the backbone was trained: judge by images
             holdout_logits, dog_scores = presets.image_logits_and_dog_scores(
                 model, split.images[np.flatnonzero(held)], self.backbone.preprocessing, hp.use_flip, self.device)
+        elif dog_scores is None:  # head mode: the frozen backbone's cached features give the dog scores
+            dog_scores = presets.feature_dog_scores(imagenet_head or presets.kept_imagenet_head(model),
+                                                    presets.served_views(features["train"], hp.use_flip))
         calibration = calibrate(holdout_logits, torch.from_numpy(split.labels[held]), dog_scores)
         log.info("calibrated on %d held-out photos of train/: temperature %.3f, ECE %.4f -> %.4f; not-a-dog "
                  "threshold %.3f", calibration.holdout_photos, calibration.temperature,
