@@ -6,6 +6,7 @@ Knows nothing of records, tracking or logs: whatever a job wants to know happens
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -104,11 +105,7 @@ class StagedTraining:
             head = model.get_classifier()
             head_model = nn.Sequential(nn.Dropout(0.2), head)  # shares `head`: trained in place
             lr = hp.learning_rate if hp.train_mode == "head" else hp.head_learning_rate
-            if hp.train_mode == "head" and held.any():
-                probe = presets.fit_head_copy(head, features["train"][~held], train_labels[~held], hp, anchor,
-                                              head_epochs, lr, [StopWatcher(self.check)])
-                holdout_logits = presets.head_view_logits(
-                    probe, presets.served_views(features["train"][held], hp.use_flip))
+            start_head = copy.deepcopy(head)  # the probe below starts where the job's head started
             opt = make_optimizer(list(head.parameters()), hp, lr)
             trainer = Trainer(
                 head_model,
@@ -123,6 +120,12 @@ class StagedTraining:
             trainer.fit()
             epochs_done = len(trainer.state.history)
             stopped = trainer.state.stop_reason
+            if hp.train_mode == "head" and held.any() and epochs_done and not stop_is_final(stopped):
+                # After the job's head (whose epochs the log shows), as many epochs without the held-out photos
+                probe = presets.fit_head_copy(start_head, features["train"][~held], train_labels[~held], hp,
+                                              anchor, epochs_done, lr, [StopWatcher(self.check)])
+                holdout_logits = presets.head_view_logits(
+                    probe, presets.served_views(features["train"][held], hp.use_flip))
         dog_scores = None
         if self._last_block_epochs() and head_epochs > 0 and not stop_is_final(stopped):
             holdout_logits, dog_scores, stopped = presets.last_block_stage(
@@ -171,7 +174,7 @@ class StagedTraining:
         hp, split = self.hp, data.splits["train"]
         if imagenet_head is not None and imagenet_head[0].shape[0] == 1000 and not presets.has_dog_head(model):
             attach_imagenet_head(model, imagenet_head)
-        if not held.any():
+        if not held.any() or (hp.train_mode == "head" and holdout_logits is None):  # no probe: nothing unseen
             return None
         if holdout_logits is None or "train" not in features:  # the backbone was trained: judge by images
             holdout_logits, dog_scores = presets.image_logits_and_dog_scores(
