@@ -1,10 +1,13 @@
 """Training benchmark: dogbreed's default recipe against a plain timm + PyTorch loop, same model, same data, same run.
 
     .venv/bin/python bench/train.py [--data ../shared/datasets/stanford-dogs-120] [--steps 20]
+        [--presets fast,balanced,best] [--skip-throughput]
 
 Writes bench/results/train.json. Figures:
-- default job (cold caches, then warm): wall time and held-out accuracy on valid/ (valid/ was not used to choose
-  the recipe: that was done on a split of train/);
+- each quality preset's README job (`dogbreed train --preset P`) from a cold cache: wall time, accuracy and
+  calibration error on the held-out part of train/ (what presets were chosen on) and on valid/ (reported only,
+  never used to choose), and its served model's images/s in ONNX Runtime against the fast (Lite0) model's; the
+  default (balanced) job again on warm caches;
 - full fine-tuning throughput (images/s) and share of step time waiting for data: dogbreed's cached batches against
   torchvision ImageFolder + timm transforms + DataLoader(num_workers=2);
 - evaluation throughput, same comparison;
@@ -62,6 +65,9 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "stanford-dogs-120"))
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--eval-images", type=int, default=512)
+    ap.add_argument("--presets", default="fast,balanced,best", help="presets whose README job is timed (cold)")
+    ap.add_argument("--serve-images", type=int, default=256, help="images timed through each served ONNX model")
+    ap.add_argument("--skip-throughput", action="store_true", help="only the preset jobs")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "train.json"))
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="dogbreed-bench-")
@@ -75,22 +81,45 @@ def main() -> None:
     from dogbreed.data.cache import load_or_build
     from dogbreed.data.layout import discover
     from dogbreed.models.registry import create_model, get_backbone
+    from dogbreed.jobs.records import job_dir
     from dogbreed.train.job import TrainingJobSpec, predict_images, run_training_job
 
     results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                  "python": platform.python_version(), "torch": torch.__version__},
                      "data": args.data}
 
-    # 1. The default job, cold then warm.
-    for label in ("cold", "warm"):
+    # 1. Each preset's job from a cold cache (the README main job with --preset), then the default one warm.
+    presets = [p for p in args.presets.split(",") if p]
+    for preset in presets:
+        os.environ["DOGBREED_HOME"] = tempfile.mkdtemp(prefix=f"dogbreed-bench-{preset}-")  # cold: own caches
         t = time.perf_counter()
-        rec = run_training_job(TrainingJobSpec(f"bench-{label}", args.data, Hyperparameters(), track=False,
-                                               progress=False))
+        rec = run_training_job(TrainingJobSpec(f"bench-{preset}", args.data, Hyperparameters(preset=preset),
+                                               track=False, progress=False))
         assert rec.status == "Completed", rec.failure_reason
-        results[f"default_job_{label}"] = {"wall_s": round(time.perf_counter() - t, 1),
-                                           "validation_accuracy": round(rec.metrics["validation:accuracy"], 4),
-                                           "validation_top5_accuracy": round(rec.metrics["validation:top_k_accuracy"], 4)}
-        print(label, results[f"default_job_{label}"], flush=True)
+        wall = time.perf_counter() - t
+        model_dir = job_dir(rec.name) / "model"
+        results.setdefault("presets", {})[preset] = {
+            "cold_wall_s": round(wall, 1), **{k: round(v, 4) for k, v in rec.metrics.items() if k.split(":")[0]
+                                             in ("holdout", "validation") or k == "temperature"},
+            "served_images_per_s": served_speed(model_dir, args.serve_images)}
+        results.setdefault("_model_dirs", {})[preset] = str(model_dir)
+        if preset == "balanced":  # the default: warm rerun on the same caches
+            t = time.perf_counter()
+            warm = run_training_job(TrainingJobSpec("bench-balanced-warm", args.data, Hyperparameters(),
+                                                    track=False, progress=False))
+            results["presets"][preset]["warm_wall_s"] = round(time.perf_counter() - t, 1)
+            assert warm.status == "Completed", warm.failure_reason
+        print(preset, results["presets"][preset], flush=True)
+    if "fast" in presets:
+        base = results["presets"]["fast"]["served_images_per_s"]
+        for preset in presets:
+            # the served model's cost against the Lite0 (fast) endpoint model, same run: target <= 1.3
+            results["presets"][preset]["served_time_vs_fast"] = round(
+                base / results["presets"][preset]["served_images_per_s"], 3)
+    results.pop("_model_dirs", None)
+    os.environ["DOGBREED_HOME"] = home
+    if args.skip_throughput:
+        return write(results, args.out)
 
     spec = get_backbone("efficientnet_lite0")
     prep = spec.preprocessing
@@ -99,7 +128,7 @@ def main() -> None:
     train = load_or_build(layout.splits["train"], prep, index, 2)
     valid = load_or_build(layout.splits["valid"], prep, index, 2)
 
-    # 2. Full fine-tuning throughput.
+    # 2. Full fine-tuning throughput (on the fast preset's backbone, as before).
     model, _ = create_model(spec, len(index), pretrained=True)
     model = model.to(memory_format=torch.channels_last)
     ours_src = BatchSource(train.images, train.labels, prep, 32, train=True, augmentation="crop")
@@ -160,19 +189,40 @@ def main() -> None:
     plain_wall = time.perf_counter() - t
     results["baseline_plain_loop_1_epoch_head"] = {"wall_s": round(plain_wall, 1),
                                                     "validation_accuracy": round(correct / total, 4)}
-    cold = results["default_job_cold"]
+    cold = results.get("presets", {}).get("balanced")
     results["ratios"] = {
-        "default_job_cold_wall_vs_plain_1_epoch": round(cold["wall_s"] / plain_wall, 3),
-        "default_job_accuracy_minus_plain": round(cold["validation_accuracy"] - correct / total, 4),
+        **({"default_job_cold_wall_vs_plain_1_epoch": round(cold["cold_wall_s"] / plain_wall, 3),
+            "default_job_accuracy_minus_plain": round(cold["validation:accuracy"] - correct / total, 4)}
+           if cold else {}),
         "finetune_throughput_speedup": results["finetune_full"]["speedup"],
         "evaluation_throughput_speedup": results["evaluation"]["speedup"],
     }
     print(results["baseline_plain_loop_1_epoch_head"], results["ratios"], flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    write(results, args.out)
+
+
+def write(results: dict, out: str) -> None:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}")
+    path.write_text(json.dumps(results, indent=1))
+    print(f"wrote {path}")
+
+
+def served_speed(model_dir: Path, n: int) -> float:
+    """Images/s of the model as the endpoint runs it (ONNX Runtime, batches of 8, its own flip choice)."""
+    import numpy as np
+
+    from dogbreed.serve.api import BreedClassifierAPI
+
+    api = BreedClassifierAPI(model_dir, backend="onnx").setup()
+    size = api.card.preprocessing.resize_size
+    squares = list(np.random.default_rng(0).integers(0, 255, (8, size, size, 3), dtype=np.uint8))
+    api.predict(squares)  # warm-up
+    t = time.perf_counter()
+    for _ in range(max(1, n // 8)):
+        api.predict(squares)
+    return round(max(1, n // 8) * 8 / (time.perf_counter() - t), 2)
 
 
 def cycle_source(source):

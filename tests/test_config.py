@@ -4,8 +4,11 @@ from dogbreed.config import Hyperparameters, UserError
 
 
 def test_defaults_are_valid():
+    from dogbreed.config import PRESETS
+
     hp = Hyperparameters()
-    assert hp.backbone_name == "efficientnet_lite0"
+    assert hp.preset == "balanced" and hp.backbone_name == PRESETS["balanced"]["backbone"]
+    assert Hyperparameters(preset="fast").backbone_name == "efficientnet_lite0"
 
 
 def test_num_layers_picks_resnet_like_sagemaker():

@@ -39,7 +39,7 @@ def test_sound_default_run_trips_no_tensor_rule(dogs_slice):
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_learning_rate_10_trips_exploding_tensor(dogs_slice, optimizer):
     rec, triggered = _run(f"dbg-lr10-{optimizer}", dogs_slice,
-                          Hyperparameters(epochs=5, learning_rate=10, optimizer=optimizer))
+                          Hyperparameters(preset="fast", epochs=5, learning_rate=10, optimizer=optimizer))
     assert "ExplodingTensor" in triggered
 
 

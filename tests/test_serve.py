@@ -125,6 +125,23 @@ def test_endpoint_predictions_equal_offline_evaluation(endpoint, dogs_slice):
     assert served == ev.predictions.tolist()
 
 
+def test_not_a_dog_and_uncertain_breeds(endpoint, dogs_slice, tmp_path):
+    """The default preset's model judges by its backbone's ImageNet classifier: a cat is no dog."""
+    from test_presets import non_dog_photos
+
+    cat = non_dog_photos(tmp_path)[1]
+    body = endpoint.post(cat.read_bytes(), params={"top_k": 3}).json()
+    assert body["dog"] is False and body["dog_score"] < body["dog_threshold"] and len(body["predictions"]) == 3
+    dog = _photos(dogs_slice)[0].read_bytes()
+    body = endpoint.post(dog, params={"top_k": 3}).json()
+    assert body["dog"] is True and body["uncertain"] is False and body["dog_score"] >= body["dog_threshold"]
+    both = {"instances": [{"b64": base64.b64encode(b).decode()} for b in (cat.read_bytes(), dog)]}
+    body = endpoint.post(json.dumps(both).encode(), "application/json", params={"top_k": 2}).json()
+    assert body["dog"] == [False, True] and len(body["predictions"]) == 2
+    # Without top_k the answer stays SageMaker's list of probabilities.
+    assert len(endpoint.post(cat.read_bytes()).json()) == 5
+
+
 def test_metrics_page_and_model_info(endpoint):
     text = httpx.get(f"{endpoint.url}/metrics").text
     assert "dogbreed_requests_total" in text and "dogbreed_request_latency_seconds_bucket" in text
@@ -240,9 +257,15 @@ def test_web_page_in_headless_chromium(endpoint, dogs_slice, tmp_path):
         page.wait_for_selector(".row", timeout=30000)
         rows = page.locator(".row .name").all_inner_texts()
         page.screenshot(path=str(tmp_path / "page.png"))
+        from test_presets import non_dog_photos
+
+        page.set_input_files("#file", str(non_dog_photos(tmp_path / "nd")[1]))
+        page.wait_for_selector(".nodog", timeout=30000)
+        no_dog = page.locator(".nodog").inner_text()
         if os.environ.get("DOGBREED_SCREENSHOT"):
             page.screenshot(path=os.environ["DOGBREED_SCREENSHOT"])
         browser.close()
     assert rows[0] == "pug" and len(rows) == 5
+    assert no_dog.startswith("No dog found (dog score")
     assert errors == []
     assert (tmp_path / "page.png").stat().st_size > 10000

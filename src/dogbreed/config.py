@@ -54,11 +54,24 @@ AUGMENTATIONS = ("none", "crop", "crop_color", "crop_color_transform")
 PRECISIONS = ("float32", "bfloat16", "float16")
 TRAIN_MODES = ("head", "last_blocks", "full")
 SCHEDULERS = ("none", "step", "cosine")
+PRESET_NAMES = ("fast", "balanced", "best")
+# What each quality preset fills in for the hyperparameters left unset (None). Measured in bench/recipe_screen.py
+# and bench/train.py (README "Quality presets"); chosen on a held-out part of train/, never on valid/.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"backbone": "efficientnet_lite0", "test_time_flip": True, "crop_views": 0, "last_block_epochs": 0,
+             "head_anchor": 0.1},
+    "balanced": {"backbone": "efficientnet_lite2", "test_time_flip": False, "crop_views": 0,
+                 "last_block_epochs": 0, "head_anchor": 0.01},
+    "best": {"backbone": "efficientnet_lite2", "test_time_flip": True, "crop_views": 2, "last_block_epochs": 0,
+             "head_anchor": 0.01},
+}
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    backbone: str = _hp("efficientnet_lite0", "registered backbone or any timm model name")
+    preset: str = _hp("balanced", "quality preset: fast, balanced or best (the recipe's backbone, views and serving "
+                      "choices; hyperparameters given explicitly win)", choices=PRESET_NAMES)
+    backbone: str | None = _hp(None, "registered backbone or any timm model name; empty: the preset's")
     num_layers: int | None = _hp(None, "ResNet depth, as in SageMaker (18 -> resnet18); overrides backbone",
                                  choices=(None, 18, 34, 50, 101, 152))
     use_pretrained_model: int = _hp(1, "1: start from pretrained weights (fail if unavailable); 0: random init",
@@ -93,12 +106,21 @@ class Hyperparameters:
     early_stopping_patience: int = _hp(5, "epochs without improvement before stopping", low=1)
     early_stopping_tolerance: float = _hp(0.0, "smallest relative improvement that counts", low=0.0)
     imagenet_head_init: bool = _hp(True, "start head rows from the ImageNet classifier where class names match")
-    head_anchor: float = _hp(0.1, "L2 pull of the head towards its starting (ImageNet) weights, L2-SP; 0: off",
-                             low=0.0)
-    test_time_flip: bool = _hp(True, "average predictions over the image and its mirror at evaluation")
+    head_anchor: float | None = _hp(None, "L2 pull of the head towards its starting (ImageNet) weights, L2-SP; 0: "
+                                    "off; empty: the preset's", low=0.0)
+    test_time_flip: bool | None = _hp(None, "average predictions over the image and its mirror at evaluation and "
+                                      "serving; empty: the preset's")
+    crop_views: int | None = _hp(None, "random resized crops per training photo whose features are cached for the "
+                                 "head (besides the centre and its mirror); empty: the preset's", low=0)
+    last_block_epochs: int | None = _hp(None, "train_mode=head, EfficientNet backbones: epochs fine-tuning the "
+                                        "last block on its cached input after the head (0: none); empty: the "
+                                        "preset's", low=0)
+    holdout_fraction: float = _hp(0.15, "share of train/ held out to fit the temperature and the not-a-dog and "
+                                  "uncertain thresholds (head mode: the head is then refit on all of train/)",
+                                  low=0.0, high=0.5)
     seed: int = _hp(0, "random seed", low=0)
     num_workers: int = _hp(2, "processes decoding images", low=0)
-    image_shape: str = _hp("", "input shape 'C,H,W' (SageMaker's); empty: the backbone's own size")
+    image_shape: str = _hp("", "input shape 'C,H,W' (SageMaker's); empty: the preset's, else the backbone's own size")
     resize: int | None = _hp(None, "shorter side images are resized to before the crop; empty: the backbone's own",
                              low=1)
     use_weighted_loss: bool = _hp(False, "weight the loss by inverse class frequency (for imbalanced data)")
@@ -129,15 +151,16 @@ class Hyperparameters:
         self.input_shape()  # validates the string
 
     def input_shape(self) -> tuple[int, int, int] | None:
-        """(channels, height, width) from image_shape, or None for the backbone's own size."""
-        if not str(self.image_shape).strip():
+        """(channels, height, width) from image_shape (or the preset's), or None for the backbone's own size."""
+        shape = str(self.image_shape).strip() or str(PRESETS[self.preset].get("image_shape", ""))
+        if not shape:
             return None
         try:
-            c, h, w = (int(v) for v in str(self.image_shape).split(","))
+            c, h, w = (int(v) for v in shape.split(","))
         except ValueError:
-            raise UserError(f"image_shape={self.image_shape!r} must look like '3,224,224'") from None
+            raise UserError(f"image_shape={shape!r} must look like '3,224,224'") from None
         if c != 3 or h != w or not 32 <= h <= 1024:
-            raise UserError(f"image_shape={self.image_shape!r}: 3 channels and a square side of 32-1024 pixels "
+            raise UserError(f"image_shape={shape!r}: 3 channels and a square side of 32-1024 pixels "
                             "are supported")
         return c, h, w
 
@@ -146,9 +169,18 @@ class Hyperparameters:
         """eps as optimizers use it: SageMaker allows 0, which would divide by zero."""
         return max(self.eps, 1e-12)
 
+    def preset_value(self, name: str) -> Any:
+        """The hyperparameter as the job uses it: the given value, or the preset's where none was given."""
+        value = getattr(self, name)
+        return PRESETS[self.preset][name] if value is None else value
+
     @property
     def backbone_name(self) -> str:
-        return f"resnet{self.num_layers}" if self.num_layers else self.backbone
+        return f"resnet{self.num_layers}" if self.num_layers else self.preset_value("backbone")
+
+    @property
+    def use_flip(self) -> bool:
+        return bool(self.preset_value("test_time_flip"))
 
     def decay_epochs(self) -> list[int]:
         try:

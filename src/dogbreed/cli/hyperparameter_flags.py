@@ -25,7 +25,8 @@ def _describe(f: dataclasses.Field) -> str:
         hi = "" if high is None else f"<= {high:g}"
         parts.append(" and ".join(p for p in (lo, hi) if p))
     default = f.default
-    shown = "(backbone's)" if default in (None, "") else default
+    shown = "(the preset's)" if default is None and "the preset's" in meta["help"] else (
+        "(backbone's)" if default in (None, "") else default)
     parts.append(f"default {shown}")
     return "; ".join(parts).replace("%", "%%")
 

@@ -235,8 +235,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if "error" in r:
                 print(f"{r['source']}: error: {r['error']}")
                 continue
+            if r.get("dog") is False:
+                print(f"{r['source']}: no dog found (dog score {r['dog_score']:.3f}, below {r['dog_threshold']:.3f})")
+                continue
             best = ", ".join(f"{p['label']} {p['probability']:.1%}" for p in r["top_k"])
-            print(f"{r['source']}: {best}")
+            print(f"{r['source']}: {best}" + (" (uncertain)" if r.get("uncertain") else ""))
     return 0 if all("error" not in r for r in results) else EXIT_JOB_FAILED
 
 

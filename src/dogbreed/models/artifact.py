@@ -15,6 +15,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dogbreed.config import UserError
+from dogbreed.models.imagenet import attach_imagenet_head, last_layers_copy
+from dogbreed.models.inference import IMAGENET_HEAD
 from dogbreed.preprocessing import Preprocessing
 
 WEIGHTS, CARD = "model.safetensors", "model.json"
@@ -32,6 +34,13 @@ class ModelCard:
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)  # job, data content key
     weights_sha256: str = ""  # of model.safetensors: checked before every load
+    preset: str = ""
+    temperature: float = 1.0  # calibrated on a held-out part of train/: probabilities are softmax(logits / T)
+    # Not-a-dog decision: {"dog_classes": [ImageNet indices], "threshold": p, ...}; empty: the model has no
+    # ImageNet classifier to judge by (older models), every photo counts as a dog.
+    not_a_dog: dict[str, Any] = field(default_factory=dict)
+    uncertain_below: float = 0.0  # a top-1 probability under this flags the breed as uncertain
+    calibration: dict[str, Any] = field(default_factory=dict)  # what the thresholds were set on, ECE before/after
 
     @property
     def num_classes(self) -> int:
@@ -105,6 +114,10 @@ def load_model(directory: Path) -> tuple[nn.Module, ModelCard]:
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise UserError(f"model weights {path} hold NaN or infinite values (in {key})")
     model = timm.create_model(card.timm_name, pretrained=False, num_classes=card.num_classes)
+    kept = f"{IMAGENET_HEAD}.classifier."
+    if f"{kept}weight" in state:  # the backbone's ImageNet classifier, kept for the dog score
+        frozen = last_layers_copy(model) if any(k.startswith(f"{IMAGENET_HEAD}.top.") for k in state) else None
+        attach_imagenet_head(model, (state[f"{kept}weight"], state[f"{kept}bias"]), frozen)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -193,10 +193,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             except ImageError as e:
                 raise RequestError(400, f"bad image: {e}") from None
             probs = await asyncio.gather(*(state["batcher"].submit(s) for s in squares))
-            results = [api.encode(np.asarray(p), top_k) for p in probs]
-            payload: Any = results[0] if len(results) == 1 else results
-            if top_k:
-                payload = {"predictions": payload}
+            payload = api.response([np.asarray(p) for p in probs], top_k)
             metrics.requests.labels("200").inc()
             return JSONResponse(payload)
         except RequestError as e:

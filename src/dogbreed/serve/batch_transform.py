@@ -124,7 +124,7 @@ def _transform(model_dir: Path, root: Path, sources: list[Path], out_path: Path,
                 for (rel, _), pr in zip(squares, probs):
                     lines[rel] = {"source": rel, "prediction": api.encode(pr, None)}
                     if top_k:
-                        lines[rel]["top_k"] = api.encode(pr, top_k)
+                        lines[rel].update({"top_k": api.encode(pr, top_k), **api.judge(pr)})
             for p in chunk:
                 out.write(json.dumps(lines[p.relative_to(root).as_posix()]) + "\n")
             out.flush()

@@ -31,7 +31,7 @@ def predict_files(paths: list[str], *, endpoint: str | None = None, model_ref: s
         except ImageError as e:
             out.append({"source": str(p), "error": str(e)})
             continue
-        out.append({"source": str(p), "top_k": api.encode(probs, top_k)})
+        out.append({"source": str(p), "top_k": api.encode(probs, top_k), **api.judge(probs)})
     return out
 
 
@@ -51,4 +51,6 @@ def _via_endpoint(path: Path, endpoint: str, top_k: int, api_key: str | None) ->
         except ValueError:
             message = r.text
         return {"source": str(path), "error": f"HTTP {r.status_code}: {message}"}
-    return {"source": str(path), "top_k": r.json()["predictions"]}
+    answer = r.json()
+    return {"source": str(path), "top_k": answer["predictions"],
+            **{k: v for k, v in answer.items() if k != "predictions"}}

@@ -9,7 +9,7 @@ PAGE = """<!doctype html>
  h1{font-size:1.4rem} #drop{border:2px dashed #888;border-radius:12px;padding:2rem;text-align:center;cursor:pointer}
  #drop.over{background:#eef5ff;border-color:#36c} #preview{max-width:100%;max-height:320px;margin-top:1rem;display:none}
  .row{display:flex;align-items:center;margin:.35rem 0} .name{width:14rem} .bar{height:1.1rem;background:#36c;border-radius:4px}
- .pct{margin-left:.5rem;font-variant-numeric:tabular-nums} #error{color:#b00} #key{display:none;margin:.5rem 0}
+ .pct{margin-left:.5rem;font-variant-numeric:tabular-nums} .nodog{font-weight:bold} .uncertain{color:#a60} #error{color:#b00} #key{display:none;margin:.5rem 0}
 </style></head>
 <body>
 <h1>dogbreed endpoint <code>__ENDPOINT__</code></h1>
@@ -39,6 +39,16 @@ async function classify(f) {
     const data = await r.json();
     if (!r.ok) { results.textContent = ''; errorBox.textContent = data.error || ('HTTP ' + r.status); return; }
     results.textContent = '';
+    if (data.dog === false) {
+      const none = document.createElement('p'); none.className = 'nodog';
+      none.textContent = 'No dog found (dog score ' + data.dog_score.toFixed(3) + ', below ' + data.dog_threshold.toFixed(3) + ')';
+      results.append(none); return;
+    }
+    if (data.uncertain) {
+      const note = document.createElement('p'); note.className = 'uncertain';
+      note.textContent = 'Uncertain: the model is not sure of this breed; its best guesses:';
+      results.append(note);
+    }
     for (const p of data.predictions) {
       const row = document.createElement('div'); row.className = 'row';
       const name = document.createElement('span'); name.className = 'name'; name.textContent = p.label;

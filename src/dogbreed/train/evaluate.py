@@ -22,14 +22,21 @@ class Evaluation:
     confusion: np.ndarray  # true x predicted counts
     most_confused: list[tuple[str, str, int]]  # (true, predicted, count)
     predictions: np.ndarray  # predicted class index per example
+    calibration_error: float = float("nan")  # expected calibration error of the (calibrated) probabilities
+    calibration_error_uncalibrated: float = float("nan")  # the same before temperature scaling
 
     def metrics(self) -> dict[str, float]:
         p = self.split if self.split != "valid" else "validation"
-        return {f"{p}:accuracy": self.accuracy, f"{p}:top_k_accuracy": self.top_k_accuracy, f"{p}:loss": self.loss}
+        out = {f"{p}:accuracy": self.accuracy, f"{p}:top_k_accuracy": self.top_k_accuracy, f"{p}:loss": self.loss}
+        if self.calibration_error == self.calibration_error:  # not NaN
+            out[f"{p}:ece"] = self.calibration_error
+            out[f"{p}:ece_uncalibrated"] = self.calibration_error_uncalibrated
+        return out
 
 
 def evaluate_logits(log_probs: torch.Tensor, labels: torch.Tensor, class_labels: list[str], split: str,
-                    top_k: int) -> Evaluation:
+                    top_k: int, calibration_error: float = float("nan"),
+                    calibration_error_uncalibrated: float = float("nan")) -> Evaluation:
     n_classes = len(class_labels)
     k = min(top_k, n_classes)
     pred = log_probs.argmax(1)
@@ -53,6 +60,8 @@ def evaluate_logits(log_probs: torch.Tensor, labels: torch.Tensor, class_labels:
         confusion=confusion,
         most_confused=pairs[:20],
         predictions=pred.numpy(),
+        calibration_error=calibration_error,
+        calibration_error_uncalibrated=calibration_error_uncalibrated,
     )
 
 

@@ -41,14 +41,24 @@ def extract_features(model: nn.Module, split: CachedSplit, prep: Preprocessing, 
         if on_progress:
             on_progress(len(split.labels))
         return np.load(path)
-    # channels_last on both model and input: about 2x faster for these convolutions on CPU.
-    model = model.to(device, memory_format=torch.channels_last).eval()
+    if device == "cpu" and precision_dtype == "float32":  # ONNX Runtime: about 3x PyTorch's speed here
+        from dogbreed.train.view_features import onnx_backbone
+
+        backbone = onnx_backbone(model, weights_id, prep.input_size)
+
+        def pooled(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(backbone(x, False)[1])
+    else:
+        # channels_last on both model and input: about 2x faster for these convolutions in PyTorch on CPU.
+        model = model.to(device, memory_format=torch.channels_last).eval()
+
+        def pooled(x: torch.Tensor) -> torch.Tensor:
+            with autocast(device, precision_dtype):
+                return pooled_features(model, x.to(device))
     source = ImageBatches(split.images, split.labels, prep, batch_size=batch_size)
     chunks = []
     for x, _ in source.batches():
-        x = x.to(device)
-        with autocast(device, precision_dtype):
-            views = [pooled_features(model, x), pooled_features(model, x.flip(3))]
+        views = [pooled(x), pooled(x.flip(3))]
         chunks.append(torch.stack(views, 1).float().cpu().numpy())
         if on_progress:
             on_progress(len(x))

@@ -32,6 +32,7 @@ from dogbreed.jobs.records import COMPLETED, FAILED, STOPPED, JobRecord
 from dogbreed.models.artifact import ModelCard, save_model
 from dogbreed.models.registry import create_model, get_backbone, with_input_size
 from dogbreed.train.callbacks import EarlyStopping, EpochLog, ProgressBar, StopWatcher
+from dogbreed.train import presets
 from dogbreed.train.data_prep import PreparedData, prepare_data
 from dogbreed.train.stages import StagedTraining, stop_is_final
 from dogbreed.train.trainer import Callback
@@ -200,7 +201,9 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
             stages = StagedTraining(hp, backbone, device, job.callbacks, spec.progress, job.check,
                                     initial_weights=start.initial_card.weights_sha256 if start.initial_card else None)
             model, info = stages.run(data, model, start.imagenet_head, keep_head=start.initial_card is not None)
-            evaluations = stages.final_evaluation(model, data, info.pop("features"), job.dir / "evaluation")
+            calibration = info.pop("calibration", None)
+            evaluations = stages.final_evaluation(model, data, info.pop("features"), job.dir / "evaluation",
+                                                  temperature=calibration.temperature if calibration else 1.0)
             final: dict[str, float] = {}
             for ev in evaluations:
                 final.update(ev.metrics())
@@ -208,10 +211,12 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
                 if job.record.history and k in job.record.history[-1]:
                     final[k] = job.record.history[-1][k]
             final.update({k: v for k, v in info.items() if isinstance(v, float)})
+            final.update(presets.holdout_metrics(calibration))
             card = ModelCard(backbone=backbone.name, timm_name=backbone.timm_name,
                              class_folders=data.class_folders, class_labels=data.class_labels,
-                             preprocessing=backbone.preprocessing, test_time_flip=hp.test_time_flip,
+                             preprocessing=backbone.preprocessing, test_time_flip=hp.use_flip,
                              hyperparameters=hp.to_dict(), metrics=final,
+                             **presets.card_fields(calibration, presets.has_dog_head(model), hp.preset),
                              lineage={"job": spec.name, "data": job.record.data.get("content_keys", {}),
                                       "data_location": spec.data})
             save_model(job.dir / "model", model, card)

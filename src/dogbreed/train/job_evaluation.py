@@ -41,7 +41,8 @@ def evaluate_job(job: str, location: str | dict | None = None, split_name: str |
     bad = [s for s in cached.scans if s.error]
     if bad:
         raise UserError(f"{len(bad)} unreadable file(s) in {split_name}/, first: {bad[0].path}: {bad[0].error}")
-    probs = predict_probabilities(model, cached.images, card.preprocessing, card.test_time_flip)
+    probs = predict_probabilities(model, cached.images, card.preprocessing, card.test_time_flip,
+                                  temperature=card.temperature)
     ev = evaluate_logits(probs.clamp_min(1e-12).log(), torch.from_numpy(cached.labels), card.class_labels,
                          split_name, top_k)
     out_dir = records.job_dir(job) / "evaluations" / f"{split_name}-{cached.key[:8]}"

@@ -6,6 +6,7 @@ Knows nothing of records, tracking or logs: whatever a job wants to know happens
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +17,7 @@ from torch import nn
 
 from dogbreed.config import Hyperparameters
 from dogbreed.data.batches import BatchSource
-from dogbreed.models.imagenet import init_head_from_imagenet
+from dogbreed.models.imagenet import attach_imagenet_head, init_head_from_imagenet
 from dogbreed.models.inference import average_softmax, predict_probabilities
 from dogbreed.models.registry import BackboneSpec
 from dogbreed.progress import progress
@@ -24,6 +25,10 @@ from dogbreed.train.callbacks import DataWaitMeter
 from dogbreed.train.data_prep import PreparedData
 from dogbreed.train.evaluate import Evaluation, evaluate_logits, write_evaluation
 from dogbreed.train.features import FeatureBatches, extract_features, flip_predict, mean_over_views, weights_id
+from dogbreed.train import presets
+from dogbreed.train.calibration import Calibration, calibrate, expected_calibration_error
+from dogbreed.train.callbacks import StopWatcher
+from dogbreed.train.holdout import holdout_mask
 from dogbreed.train.recipe import AnchoredLoss, freeze_for_mode, make_optimizer, make_scheduler
 from dogbreed.train.trainer import Callback, Trainer, TrainerConfig
 
@@ -57,9 +62,15 @@ class StagedTraining:
                 tick(n)
                 self.check()
 
+            if self.hp.preset_value("crop_views") or self._last_block_epochs() or not self.hp.use_flip:
+                return presets.split_view_features(model, split, name == "train", self.backbone.preprocessing,
+                                                   self._weights_id(), self.hp, self.device, on_progress).features
             return extract_features(model, split, self.backbone.preprocessing, self._weights_id(),
                                     batch_size=batch_size, device=self.device,
                                     precision_dtype=self.hp.precision_dtype, on_progress=on_progress)
+
+    def _last_block_epochs(self) -> int:
+        return int(self.hp.preset_value("last_block_epochs") or 0) if self.hp.train_mode == "head" else 0
 
     def run(self, data: PreparedData, model: nn.Module, imagenet_head: Any, keep_head: bool = False
             ) -> tuple[nn.Module, dict[str, Any]]:
@@ -69,39 +80,57 @@ class StagedTraining:
         classes = list(zip(data.class_folders, data.class_labels))
         anchor = 0.0  # only a head that starts from known-good rows has a start worth staying near
         if keep_head:
-            anchor = hp.head_anchor
+            anchor = hp.preset_value("head_anchor")
         else:
             model.reset_classifier(len(classes))
         if not keep_head and imagenet_head is not None and hp.imagenet_head_init and imagenet_head[0].shape[0] == 1000:
             matched = init_head_from_imagenet(model.get_classifier(), imagenet_head, classes)
             log.info("head initialised from ImageNet rows for %d of %d classes", matched, len(classes))
-            anchor = hp.head_anchor if matched else 0.0
+            anchor = hp.preset_value("head_anchor") if matched else 0.0
         torch.manual_seed(hp.seed)
         info: dict[str, Any] = {}
         head_epochs = hp.epochs if hp.train_mode == "head" else hp.head_epochs
         features: dict[str, np.ndarray] = {}
         stopped: str | None = None
         epochs_done = 0
+        # A held-out part of train/ sets the temperature and thresholds. Head mode: a probe head fitted without it
+        # judges it, and the job's head then trains on all of train/; other modes train without it.
+        train_labels = data.splits["train"].labels
+        held = holdout_mask(train_labels, hp.holdout_fraction, hp.seed)
+        fit = ~held if hp.train_mode != "head" else np.ones(len(train_labels), dtype=bool)
+        holdout_logits: torch.Tensor | None = None
         if head_epochs > 0:
             for name in ("train", "valid"):
                 features[name] = self._features(model, data, name, max(hp.mini_batch_size, 32))
             head = model.get_classifier()
             head_model = nn.Sequential(nn.Dropout(0.2), head)  # shares `head`: trained in place
             lr = hp.learning_rate if hp.train_mode == "head" else hp.head_learning_rate
+            start_head = copy.deepcopy(head)  # the probe below starts where the job's head started
             opt = make_optimizer(list(head.parameters()), hp, lr)
             trainer = Trainer(
                 head_model,
-                FeatureBatches(features["train"], data.splits["train"].labels, hp.mini_batch_size, train=True,
-                               seed=hp.seed),
+                FeatureBatches(features["train"] if fit.all() else features["train"][fit], train_labels[fit],
+                               hp.mini_batch_size, train=True, seed=hp.seed),
                 FeatureBatches(features["valid"], data.splits["valid"].labels, 512),
                 opt, TrainerConfig(epochs=head_epochs, stage="head", top_k=hp.top_k,
                                    precision_dtype="float32", device=self.device),
                 loss_fn=AnchoredLoss(head, anchor, hp.label_smoothing),
-                scheduler=make_scheduler(opt, hp, head_epochs), predict=mean_over_views(hp.test_time_flip),
+                scheduler=make_scheduler(opt, hp, head_epochs), predict=mean_over_views(hp.use_flip),
                 callbacks=self.callbacks_for("head"))
             trainer.fit()
             epochs_done = len(trainer.state.history)
             stopped = trainer.state.stop_reason
+            if hp.train_mode == "head" and held.any() and epochs_done and not stop_is_final(stopped):
+                # After the job's head (whose epochs the log shows), as many epochs without the held-out photos
+                probe = presets.fit_head_copy(start_head, features["train"][~held], train_labels[~held], hp,
+                                              anchor, epochs_done, lr, [StopWatcher(self.check)])
+                holdout_logits = presets.head_view_logits(
+                    probe, presets.served_views(features["train"][held], hp.use_flip))
+        dog_scores = None
+        if self._last_block_epochs() and head_epochs > 0 and not stop_is_final(stopped):
+            holdout_logits, dog_scores, stopped = presets.last_block_stage(
+                model, data, features, held, imagenet_head, hp, self._last_block_epochs(), epochs_done,
+                self.callbacks_for("last_block"), self._view_features, self.device)
         if hp.train_mode != "head" and hp.epochs > 0 and not stop_is_final(stopped):
             trainable = freeze_for_mode(model, hp.train_mode, hp.trainable_blocks)
             params = [p for p in trainable.parameters() if p.requires_grad]
@@ -109,14 +138,15 @@ class StagedTraining:
             train_split, valid_split = data.splits["train"], data.splits["valid"]
             trainer = Trainer(
                 trainable.to(memory_format=torch.channels_last),
-                BatchSource(train_split.images, train_split.labels, prep, hp.mini_batch_size, train=True,
+                BatchSource(train_split.images[np.flatnonzero(fit)] if held.any() else train_split.images,
+                            train_split.labels[fit], prep, hp.mini_batch_size, train=True,
                             augmentation=hp.augmentation_type, seed=hp.seed),
                 BatchSource(valid_split.images, valid_split.labels, prep, max(hp.mini_batch_size, 32)),
                 opt, TrainerConfig(epochs=hp.epochs, stage="finetune", top_k=hp.top_k,
                                    precision_dtype=hp.precision_dtype, device=self.device,
                                    epoch_offset=epochs_done),
                 loss_fn=AnchoredLoss(model.get_classifier(), anchor, hp.label_smoothing),
-                scheduler=make_scheduler(opt, hp, hp.epochs), predict=flip_predict(hp.test_time_flip),
+                scheduler=make_scheduler(opt, hp, hp.epochs), predict=flip_predict(hp.use_flip),
                 callbacks=[*self.callbacks_for("finetune"), self.data_wait])
             trainer.fit()
             stopped = trainer.state.stop_reason
@@ -125,10 +155,41 @@ class StagedTraining:
             info["train_images_per_s"] = self.data_wait.images_per_s
         info["stop_reason"] = stopped
         info["features"] = features
+        info["calibration"] = self._calibrate(model, data, features, held, holdout_logits, imagenet_head,
+                                              dog_scores)
         return model, info
 
+    def _view_features(self, model: nn.Module, data: PreparedData, name: str) -> Any:
+        """A split's cached views with the last block's input (the `best` preset's fine-tuning reads them)."""
+        split = data.splits[name]
+        with progress(len(split.labels), f"features {name}", self.show_progress) as tick:
+            return presets.split_view_features(model, split, name == "train", self.backbone.preprocessing,
+                                               self._weights_id(), self.hp, self.device, tick)
+
+    def _calibrate(self, model: nn.Module, data: PreparedData, features: dict[str, np.ndarray], held: np.ndarray,
+                   holdout_logits: torch.Tensor | None, imagenet_head: Any,
+                   dog_scores: np.ndarray | None = None) -> Calibration | None:
+        """Temperature and thresholds from the held-out photos; keeps the ImageNet classifier in the model for
+        the dog score (when the backbone came with one)."""
+        hp, split = self.hp, data.splits["train"]
+        if imagenet_head is not None and imagenet_head[0].shape[0] == 1000 and not presets.has_dog_head(model):
+            attach_imagenet_head(model, imagenet_head)
+        if not held.any() or (hp.train_mode == "head" and holdout_logits is None):  # no probe: nothing unseen
+            return None
+        if holdout_logits is None or "train" not in features:  # the backbone was trained: judge by images
+            holdout_logits, dog_scores = presets.image_logits_and_dog_scores(
+                model, split.images[np.flatnonzero(held)], self.backbone.preprocessing, hp.use_flip, self.device)
+        elif dog_scores is None:  # head mode: the frozen backbone's cached features give the dog scores
+            dog_scores = presets.feature_dog_scores(imagenet_head or presets.kept_imagenet_head(model),
+                                                    presets.served_views(features["train"], hp.use_flip))
+        calibration = calibrate(holdout_logits, torch.from_numpy(split.labels[held]), dog_scores)
+        log.info("calibrated on %d held-out photos of train/: temperature %.3f, ECE %.4f -> %.4f; not-a-dog "
+                 "threshold %.3f", calibration.holdout_photos, calibration.temperature,
+                 calibration.holdout_ece_before, calibration.holdout_ece_after, calibration.dog_threshold)
+        return calibration
+
     def final_evaluation(self, model: nn.Module, data: PreparedData, features: dict[str, np.ndarray],
-                         out_dir: Path) -> list[Evaluation]:
+                         out_dir: Path, temperature: float = 1.0) -> list[Evaluation]:
         hp, prep = self.hp, self.backbone.preprocessing
         model = model.to(self.device).eval()
         out = []
@@ -140,12 +201,18 @@ class StagedTraining:
                 # The backbone is unchanged, so its cached features give exactly the model's outputs.
                 if name not in features:
                     features[name] = self._features(model, data, name, 64)
-                probs = head_probabilities(model.get_classifier(), features[name], hp.test_time_flip)
+                probs = head_probabilities(model.get_classifier(), features[name], hp.use_flip, temperature)
+                raw = head_probabilities(model.get_classifier(), features[name], hp.use_flip)
             else:
-                probs = predict_probabilities(model, split.images, prep, hp.test_time_flip, self.device,
-                                              hp.precision_dtype)
+                probs = predict_probabilities(model, split.images, prep, hp.use_flip, self.device,
+                                              hp.precision_dtype, temperature=temperature)
+                raw = probs if temperature == 1.0 else predict_probabilities(
+                    model, split.images, prep, hp.use_flip, self.device, hp.precision_dtype)
             log_probs = probs.clamp_min(1e-12).log()
-            ev = evaluate_logits(log_probs, torch.from_numpy(split.labels), data.class_labels, name, hp.top_k)
+            labels = torch.from_numpy(split.labels)
+            ev = evaluate_logits(log_probs, labels, data.class_labels, name, hp.top_k,
+                                 calibration_error=expected_calibration_error(probs, labels),
+                                 calibration_error_uncalibrated=expected_calibration_error(raw, labels))
             write_evaluation(ev, data.class_labels, out_dir)
             log.info("%s: accuracy %.4f, top-%d accuracy %.4f", name, ev.accuracy, ev.top_k, ev.top_k_accuracy)
             out.append(ev)
@@ -153,9 +220,10 @@ class StagedTraining:
 
 
 @torch.no_grad()
-def head_probabilities(head: nn.Module, features: np.ndarray, use_flip: bool) -> torch.Tensor:
+def head_probabilities(head: nn.Module, features: np.ndarray, use_flip: bool, temperature: float = 1.0
+                       ) -> torch.Tensor:
     """Probabilities of a head on cached features (N x views x D): the same numbers as the whole model's."""
     head = head.eval()
     x = torch.from_numpy(features)
     views = range(x.shape[1]) if use_flip else range(1)
-    return average_softmax([head(x[:, v]) for v in views])
+    return average_softmax([head(x[:, v]) for v in views], temperature)
