@@ -352,3 +352,14 @@ def test_deploy_port_mistakes_are_found_before_the_model_loads(served_model):
         r = run_cli("deploy", "--model", "dogs5", "--endpoint-name", "ep-port", "--port", str(busy.getsockname()[1]))
         assert r.returncode == 2 and "already in use" in r.stderr and "Traceback" not in r.stderr
         assert time.perf_counter() - t0 < 10
+
+
+def test_a_flood_of_bad_requests_never_blocks_on_an_unread_console(ep, photo):
+    """The endpoint's stdout is a pipe nobody reads (as here): refused requests are logged to its log file, not the
+    console, so the server never blocks on a full pipe (a few thousand lines would fill it)."""
+    with httpx.Client(timeout=10) as c:
+        for _ in range(1500):
+            assert c.post(f"{ep.url}/invocations", content=b"x", params={"top_k": "abc"},
+                          headers={"Content-Type": "image/jpeg"}).status_code == 400
+    assert ep.post(photo).status_code == 200
+    assert "invocation refused (400)" in run_cli("logs", "ep-hostile").stdout

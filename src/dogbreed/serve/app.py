@@ -31,6 +31,10 @@ from dogbreed.serve.requests import BODY_TIMEOUT_S, ClientGone, RequestError, im
 from dogbreed.serve.page import PAGE
 
 log = logging.getLogger("dogbreed.serve")
+# One line per refused request goes to the endpoint's log file only: written to a console (or a pipe nobody reads)
+# from the event loop, a flood of bad requests would block the server on a full pipe.
+request_log = logging.getLogger("dogbreed.serve.requests")
+request_log.propagate = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         handler.setFormatter(logging.Formatter(f"%(asctime)s [{os.getpid()}] %(levelname)s %(message)s"))
         logging.getLogger("dogbreed").addHandler(handler)
         logging.getLogger("dogbreed").setLevel(logging.INFO)
+        request_log.addHandler(handler)
+        request_log.setLevel(logging.INFO)
     api = BreedClassifierAPI(Path(config.model_dir), backend=config.backend, device=config.device,
                              onnx_path=Path(config.onnx_path) if config.onnx_path else None, threads=config.threads)
     metrics = Metrics()
@@ -199,14 +205,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         except RequestError as e:
             metrics.requests.labels(str(e.status)).inc()
             metrics.errors.labels(str(e.status)).inc()
-            log.info("invocation refused (%d): %s", e.status, e.message)
+            request_log.info("invocation refused (%d): %s", e.status, e.message)
             headers = {"Retry-After": "1"} if e.status == 429 else None
             if e.status in (408, 413):  # the rest of the body is not read: the connection cannot be reused
                 headers = {**(headers or {}), "Connection": "close"}
             return _error(e.status, e.message, headers)
         except ClientGone:  # not an error of ours: counted apart, logged in one line
             metrics.requests.labels("499").inc()
-            log.info("client disconnected before its request was read")
+            request_log.info("client disconnected before its request was read")
             return Response(status_code=499)
         except Exception as e:  # a bug must not take the endpoint down: 500, logged, keep serving
             metrics.requests.labels("500").inc()
