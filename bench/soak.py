@@ -149,7 +149,10 @@ def main() -> None:
             results[f"clients_{clients}"] = {
                 "clean": clean, "hostile": mixed,
                 "p99_ratio_hostile_over_clean": round(mixed["good_p99_ms"] / clean["good_p99_ms"], 3),
-                "rss_growth_mb": round(mixed["rss_end_mb"] - clean["rss_start_mb"], 1)}
+                "rss_growth_mb": round(mixed["rss_end_mb"] - clean["rss_start_mb"], 1),
+                # The clean run warms the thread pools and ONNX arenas for this many clients; what the hostile
+                # run adds on top of that is what a leak would show as.
+                "rss_growth_under_hostile_mb": round(mixed["rss_end_mb"] - clean["rss_end_mb"], 1)}
             print(clients, json.dumps(results[f"clients_{clients}"]), flush=True)
     finally:
         log = Path(os.environ["DOGBREED_HOME"]) / "endpoints" / "soak" / "endpoint.log"
@@ -163,9 +166,11 @@ def main() -> None:
         "good_answered_share_min": min(r["hostile"]["good_answered_share"] for r in runs),
         "p99_ratio_max": max(r["p99_ratio_hostile_over_clean"] for r in runs),
         "5xx_total": sum(r[k]["5xx"] for r in runs for k in ("clean", "hostile")),
-        "rss_growth_mb_max": max(r["rss_growth_mb"] for r in runs)}
+        "rss_growth_mb_max": max(r["rss_growth_mb"] for r in runs),
+        "rss_growth_under_hostile_mb_max": max(r["rss_growth_under_hostile_mb"] for r in runs)}
     results["targets"] = {"good_answered_share_min": "1.0", "p99_ratio_max": "< 2", "5xx_total": "0",
-                          "rss_growth_mb_max": "bounded (< 300)"}
+                          "rss_growth_mb_max": "reported (includes warm-up at each concurrency)",
+                          "rss_growth_under_hostile_mb_max": "< 100"}
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     print(json.dumps(results["summary"]), flush=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
