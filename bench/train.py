@@ -82,7 +82,8 @@ def main() -> None:
     from dogbreed.data.layout import discover
     from dogbreed.models.registry import create_model, get_backbone
     from dogbreed.jobs.records import job_dir
-    from dogbreed.train.job import TrainingJobSpec, predict_images, run_training_job
+    from dogbreed.models.inference import predict_probabilities
+    from dogbreed.train.job import TrainingJobSpec, run_training_job
 
     results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                  "python": platform.python_version(), "torch": torch.__version__},
@@ -158,7 +159,7 @@ def main() -> None:
     n = min(args.eval_images, len(valid.labels))
     model.eval()
     t = time.perf_counter()
-    predict_images(model, valid.images[:n], prep, use_flip=False)
+    predict_probabilities(model, valid.images[:n], prep, flip=False)
     ours_eval = n / (time.perf_counter() - t)
     subset = torch.utils.data.Subset(torchvision.datasets.ImageFolder(str(Path(args.data) / "valid"),
                                                                       transform=eval_tf), range(n))
