@@ -93,7 +93,7 @@ def served_model(dogs_slice):
     """A finished job on the 5-breed slice, registered as dogs5 (version 1, alias prod): what the endpoint,
     robustness and process tests serve."""
     from dogbreed.config import Hyperparameters
-    from dogbreed.jobs.registry import register_job
+    from dogbreed.jobs.model_registry import register_job
     from dogbreed.train.job import TrainingJobSpec, run_training_job
 
     rec = run_training_job(TrainingJobSpec("serve-job", str(dogs_slice), Hyperparameters(epochs=5),

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from conftest import run_cli
-from dogbreed.jobs.registry import local_model_dir
+from dogbreed.jobs.model_registry import local_model_dir
 from dogbreed.models.artifact import CARD, WEIGHTS, load_model, save_model
 
 

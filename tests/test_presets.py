@@ -135,7 +135,7 @@ def test_not_a_dog_rejects_package_photos_and_keeps_real_dogs(preset_jobs, tmp_p
 
 @pytest.mark.slow
 def test_predict_cli_says_no_dog_found(preset_jobs, tmp_path, dog_photo):
-    from dogbreed.jobs.registry import register_job
+    from dogbreed.jobs.model_registry import register_job
 
     register_job(preset_jobs["fast"].name, "presets-fast")
     cat = non_dog_photos(tmp_path / "nd")[1]

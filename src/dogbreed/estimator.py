@@ -362,7 +362,7 @@ class Estimator:
                  **kwargs: Any) -> dict[str, Any]:
         """Registers the latest training job's model in the model registry (MLflow) as a new version of
         `model_package_group_name` (default: the job's name); an approval status becomes an alias."""
-        from dogbreed.jobs.registry import register_job
+        from dogbreed.jobs.model_registry import register_job
 
         self._require_job()
         aliases = ("approved",) if approval_status == "Approved" else ()

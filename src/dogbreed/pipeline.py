@@ -230,14 +230,14 @@ def _report(job: str) -> dict[str, Any]:
 
 
 def _register(spec: PipelineSpec, job: str) -> dict[str, Any]:
-    from dogbreed.jobs.registry import register_job
+    from dogbreed.jobs.model_registry import register_job
 
     info = register_job(job, spec.model_name, (spec.alias,))
     return {"model": info.name, "version": info.version, "job": job}
 
 
 def _version_exists(output: dict[str, Any]) -> bool:
-    from dogbreed.jobs.registry import resolve
+    from dogbreed.jobs.model_registry import resolve
 
     try:
         return resolve(f"{output['model']}:{output['version']}").job == output["job"]

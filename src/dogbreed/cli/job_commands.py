@@ -120,7 +120,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     words = args.words
     if words[0] == "export" and len(words) == 3:
-        from dogbreed.jobs.export import export_logs
+        from dogbreed.jobs.logs_export import export_logs
 
         ensure_report(words[1])
         files = export_logs(words[1], words[2])

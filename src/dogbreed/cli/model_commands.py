@@ -101,7 +101,7 @@ def add(sub: Any) -> None:
 
 
 def cmd_models_register(args: argparse.Namespace) -> int:
-    from dogbreed.jobs.registry import register_job
+    from dogbreed.jobs.model_registry import register_job
 
     info = register_job(args.job, args.name, tuple(args.alias or ()))
     if args.json:
@@ -113,7 +113,7 @@ def cmd_models_register(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from dogbreed.jobs.registry import list_models
+    from dogbreed.jobs.model_registry import list_models
 
     models = list_models()
     if args.json:
@@ -130,7 +130,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_describe(args: argparse.Namespace) -> int:
-    from dogbreed.jobs.registry import describe_model
+    from dogbreed.jobs.model_registry import describe_model
 
     d = describe_model(args.name)
     if args.json:
@@ -147,7 +147,7 @@ def cmd_models_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_models_delete(args: argparse.Namespace) -> int:
-    from dogbreed.jobs.registry import delete_model
+    from dogbreed.jobs.model_registry import delete_model
 
     delete_model(args.name, str(args.version) if args.version else None)
     print(f"deleted model {args.name}" + (f" version {args.version}" if args.version else ""))
@@ -155,7 +155,7 @@ def cmd_models_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_models_alias(args: argparse.Namespace) -> int:
-    from dogbreed.jobs.registry import delete_alias, set_alias
+    from dogbreed.jobs.model_registry import delete_alias, set_alias
 
     if args.delete:
         delete_alias(args.name, args.alias)
@@ -244,7 +244,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_transform(args: argparse.Namespace) -> int:
-    from dogbreed.jobs.registry import model_dir_for
+    from dogbreed.jobs.model_registry import model_dir_for
     from dogbreed.progress import progress
     from dogbreed.serve.batch_transform import batch_transform
 

@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                               on_bad_file=args.on_bad_file, device=args.device,
                                               track=not args.no_tracking, debugger=debugger))
     if args.register_as and record.status == "Completed":
-        from dogbreed.jobs.registry import register_job
+        from dogbreed.jobs.model_registry import register_job
 
         info = register_job(record.name, args.register_as)
         print(f"registered {info.name}:{info.version}", file=sys.stderr)

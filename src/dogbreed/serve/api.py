@@ -40,7 +40,7 @@ class BreedClassifierAPI:
         if backend == "onnx":
             import onnxruntime as ort
 
-            from dogbreed.serve.export import export_onnx
+            from dogbreed.models.onnx_export import export_onnx
 
             path = self.onnx_path or export_onnx(self.model_dir)[0]
             opts = ort.SessionOptions()
@@ -50,7 +50,7 @@ class BreedClassifierAPI:
             self._run = lambda x: np.column_stack(session.run(None, {"input": x}))
         else:
             from dogbreed.models.artifact import load_model
-            from dogbreed.serve.export import served_model
+            from dogbreed.models.onnx_export import served_model
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             model, card = load_model(self.model_dir)

@@ -12,7 +12,7 @@ from dogbreed.data.images import ImageError
 
 def predict_files(paths: list[str], *, endpoint: str | None = None, model_ref: str | None = None, top_k: int = 5,
                   api_key: str | None = None) -> list[dict[str, Any]]:
-    from dogbreed.jobs.registry import model_dir_for
+    from dogbreed.jobs.model_registry import model_dir_for
 
     model_dir = model_dir_for(model_ref) if not endpoint else None  # a bad reference is found first
     files = [Path(p) for p in paths]

@@ -72,7 +72,7 @@ def deploy(model_ref: str, endpoint_name: str, *, host: str = "127.0.0.1", port:
     import uvicorn
 
     from dogbreed.devices import resolve_device
-    from dogbreed.jobs.registry import model_dir_for
+    from dogbreed.jobs.model_registry import model_dir_for
 
     names.validate(endpoint_name, "endpoint")
     if not isinstance(workers, int) or not 1 <= workers <= 64:
@@ -95,7 +95,7 @@ def deploy(model_ref: str, endpoint_name: str, *, host: str = "127.0.0.1", port:
         backend = "torch" if (device or "").startswith("cuda") else "onnx"
     onnx_path, parity = None, None
     if backend == "onnx":
-        from dogbreed.serve.export import export_onnx
+        from dogbreed.models.onnx_export import export_onnx
 
         onnx_path, parity = export_onnx(model_dir)
     d = endpoint_records.endpoint_dir(endpoint_name)

@@ -134,7 +134,7 @@ def _preflight(spec: TrainingJobSpec) -> _Start:
 def _initial_model(ref: str, backbone: Any, layout: Any) -> tuple[nn.Module, ModelCard]:
     """Incremental training (SageMaker's `model` channel): start from a finished job's model, same backbone and
     same classes required."""
-    from dogbreed.jobs.registry import model_dir_for
+    from dogbreed.jobs.model_registry import model_dir_for
     from dogbreed.models.artifact import load_model
 
     path = ref[len("file://"):] if ref.startswith("file://") else ref

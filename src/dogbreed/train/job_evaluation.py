@@ -10,7 +10,7 @@ from dogbreed.config import UserError
 from dogbreed.data.cache import load_or_build
 from dogbreed.data.layout import discover_dataset
 from dogbreed.jobs import records
-from dogbreed.jobs.registry import job_model_dir
+from dogbreed.jobs.model_registry import job_model_dir
 from dogbreed.models.artifact import load_model
 from dogbreed.models.inference import predict_probabilities
 from dogbreed.progress import progress

@@ -65,7 +65,7 @@ def finish(name: str, study: optuna.Study, config: TuningConfig, stop_reason: st
     registered = None
     if best_job and register_as:
         try:
-            from dogbreed.jobs.registry import register_job
+            from dogbreed.jobs.model_registry import register_job
 
             registered = register_job(best_job, register_as).to_dict()
         except Exception as e:  # noqa: BLE001 - the search itself succeeded; say why registering did not
