@@ -21,6 +21,7 @@ from dogbreed import describe
 from dogbreed.config import UserError
 from dogbreed.exceptions import UnexpectedStatusException
 from dogbreed.image_uris import is_image_classification
+from dogbreed.instance_types import device_for, say_once
 from dogbreed.jobs import names, records
 from dogbreed.jobs.records import COMPLETED, ENDED, STOPPED
 from dogbreed.progress import ensure_visible_logs
@@ -41,29 +42,6 @@ ALGORITHM_DEFAULTS: dict[str, Any] = {
 V1_NAMES = {"train_instance_count": "instance_count", "train_instance_type": "instance_type",
             "train_max_run": "max_run", "train_use_spot_instances": "use_spot_instances",
             "train_max_wait": "max_wait", "train_volume_size": "volume_size", "train_volume_kms_key": "volume_kms_key"}
-GPU_INSTANCE_FAMILIES = ("ml.p", "ml.g", "ml.inf", "ml.trn", "local_gpu")
-_said: set[str] = set()
-
-
-def say_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        log.info("%s", message)
-
-
-def device_for(instance_type: str | None) -> str | None:
-    """The local device for a SageMaker instance type: a GPU type runs on CUDA when this machine has it."""
-    if not instance_type:
-        return None
-    import torch
-
-    wants_gpu = str(instance_type).startswith(GPU_INSTANCE_FAMILIES)
-    device = "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
-    say_once(f"instance_type {instance_type} runs here on {device}"
-             + (" (no GPU on this machine)" if wants_gpu and device == "cpu" else ""))
-    return device
-
-
 class TrainingJob:
     """`estimator.latest_training_job`: a training job by name."""
 

@@ -45,7 +45,7 @@ class Model:
                inference_recommendation_id: Any = None, explainer_config: Any = None, **kwargs: Any) -> Any:
         """Starts the endpoint in the background (`initial_instance_count` server processes on this machine) and
         returns a Predictor once it answers."""
-        from dogbreed.estimator import device_for, say_once
+        from dogbreed.instance_types import device_for, say_once
         from dogbreed.predictor import Predictor
         from dogbreed.serve.launch import start_endpoint
         from dogbreed.utils import name_from_base

@@ -18,7 +18,7 @@ from dogbreed.data.cache import CachedSplit
 from dogbreed.models.imagenet import DOG_CLASSES, attach_imagenet_head, last_layers_copy
 from dogbreed.models.inference import IMAGENET_HEAD, ServedModel, dog_probability
 from dogbreed.preprocessing import Preprocessing, to_input
-from dogbreed.train.calibration import Calibration, calibrate
+from dogbreed.train.calibration import Calibration
 from dogbreed.train.features import FeatureBatches
 from dogbreed.train.recipe import AnchoredLoss, make_optimizer, make_scheduler
 from dogbreed.train.trainer import Callback, Trainer, TrainerConfig

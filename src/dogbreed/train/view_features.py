@@ -11,7 +11,6 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

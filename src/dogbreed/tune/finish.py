@@ -14,7 +14,7 @@ from dogbreed.jobs import records
 from dogbreed.jobs.records import COMPLETED, FAILED, JobRecord
 from dogbreed.tune.config import TuningConfig
 from dogbreed.tune.space import to_hyperparameters
-from dogbreed.tune.trials import best_trial, own_trials
+from dogbreed.tune.trials import best_trial, own_trials, update_counts
 
 log = logging.getLogger("dogbreed")
 
@@ -49,7 +49,6 @@ def second_stage(name: str, record: JobRecord, study: optuna.Study, config: Tuni
 
 def finish(name: str, study: optuna.Study, config: TuningConfig, stop_reason: str | None) -> JobRecord:
     from dogbreed.tune.analytics import write_reports
-    from dogbreed.tune.loop import update_counts
 
     record = update_counts(records.load(name, reconcile=False), study, config)
     best = best_trial(study, config)

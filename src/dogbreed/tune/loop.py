@@ -24,7 +24,7 @@ from dogbreed.tune.config import TuningConfig
 from dogbreed.tune.executors import TrialExecutor
 from dogbreed.tune.space import search_space, to_hyperparameters
 from dogbreed.tune.trial import TrialOutcome, TrialTask
-from dogbreed.tune.trials import best_trial, load_study, own_trials, tell
+from dogbreed.tune.trials import load_study, own_trials, tell, update_counts
 
 log = logging.getLogger("dogbreed")
 
@@ -122,17 +122,6 @@ def _end_parent_run(record: JobRecord) -> None:
         from dogbreed.jobs.tracking import end_run
 
         end_run(record.mlflow_run_id, record.status, record.failure_reason)
-
-
-def update_counts(record: JobRecord, study: optuna.Study, config: TuningConfig) -> JobRecord:
-    counts: dict[str, int] = {}
-    for t in own_trials(study):
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    best = best_trial(study, config)
-    extra = {**record.extra, "trial_counts": counts,
-             "best_training_job": best.user_attrs.get("job_name") if best else None,
-             "best_objective_value": best.value if best else None}
-    return records.update(records.load(name=record.name, reconcile=False), extra=extra)
 
 
 def criteria_met(study: optuna.Study, config: TuningConfig, started: float) -> str | None:

@@ -10,7 +10,8 @@ import optuna
 from optuna.trial import TrialState
 
 from dogbreed.config import Hyperparameters, home
-from dogbreed.jobs.records import COMPLETED
+from dogbreed.jobs import records
+from dogbreed.jobs.records import COMPLETED, JobRecord
 from dogbreed.tune import optuna_private
 from dogbreed.tune.config import TuningConfig
 from dogbreed.tune.space import make_pruner, make_sampler
@@ -74,3 +75,14 @@ def mark_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> No
     optuna_private.set_user_attr(study, optuna_private.trial_id(trial), INTERRUPTED, True)
     study.tell(trial.number, state=TrialState.FAIL)
     study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
+
+
+def update_counts(record: JobRecord, study: optuna.Study, config: TuningConfig) -> JobRecord:
+    counts: dict[str, int] = {}
+    for t in own_trials(study):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    best = best_trial(study, config)
+    extra = {**record.extra, "trial_counts": counts,
+             "best_training_job": best.user_attrs.get("job_name") if best else None,
+             "best_objective_value": best.value if best else None}
+    return records.update(records.load(name=record.name, reconcile=False), extra=extra)
