@@ -20,6 +20,7 @@ from dogbreed.config import UserError, tracking_uri
 from dogbreed.jobs import names, records
 from dogbreed.jobs.tracking import client as _client
 from dogbreed.models.artifact import CARD, WEIGHTS, load_card, sha256_of
+from dogbreed.models.mlflow_pyfunc import write_mlflow_model
 
 _REF = re.compile(r"(?P<name>[^:@]+)(?::(?P<version>\d{1,9})|@(?P<alias>[A-Za-z0-9_\-]{1,63}))?")
 SHA_TAG = "dogbreed.weights_sha256"
@@ -66,6 +67,11 @@ def register_job(job: str, name: str | None = None, aliases: tuple[str, ...] = (
     except MlflowException:
         client.create_registered_model(name, description="dogbreed breed classifier")
     source = _artifact_source(client, record.mlflow_run_id, model_dir)
+    # A real MLflow model (MLmodel + ONNX beside the weights), so `mlflow.pyfunc.load_model("models:/NAME/V")`
+    # predicts; written at registration, where a models:/ URI first exists, not for every tuning trial.
+    for written in write_mlflow_model(model_dir):
+        if source != str(model_dir.resolve()):
+            client.log_artifact(record.mlflow_run_id, str(written), "model")
     tags = {
         "dogbreed.job": job,
         "dogbreed.backbone": card.backbone,
