@@ -134,23 +134,44 @@ class ExplodingTensor(Rule):
 
 @dataclass
 class LossNotDecreasing(Rule):
+    """Judges each stage apart (head training and fine-tuning optimise different losses) on the loss the optimiser
+    sees, comparing the mean of its first and last `window_fraction` of steps (at least `window` steps each).
+
+    The head's loss has a floor (label smoothing, the anchor term), so a sound stage can fall by only a few percent:
+    a stage passes when its loss fell by `min_delta_percentage`, or fell by more than `min_t` standard errors of the
+    step-to-step noise (a real decrease, however small against the floor)."""
     name: ClassVar[str] = "LossNotDecreasing"
     recommendation: ClassVar[str] = ("The training loss is not going down: check the learning rate is above zero "
                                      "and not too small, that labels match images, and that layers are trainable.")
     window: int = 5
+    window_fraction: float = 0.25
     min_delta_percentage: float = 2.0
+    min_t: float = 3.0
     min_steps: int = 10
 
     def check(self, data: DebugData) -> tuple[int, int, str]:
-        losses = [s["loss"] for s in data.steps if math.isfinite(s["loss"])]
-        if len(losses) < max(self.min_steps, 2 * self.window):
-            return 0, len(losses), f"only {len(losses)} steps recorded: too few to judge"
-        first, last = mean(losses[: self.window]), mean(losses[-self.window:])
-        drop = (first - last) / abs(first) * 100 if first else 0.0
-        bad = drop < self.min_delta_percentage
-        return (1 if bad else 0, len(losses),
-                f"mean loss of the first {self.window} steps {first:.4f}, of the last {self.window} {last:.4f}: "
-                f"{drop:.1f}% lower (needs {self.min_delta_percentage}%)")
+        by_stage: dict[str, list[float]] = defaultdict(list)
+        for s in data.steps:
+            if math.isfinite(s["loss"]):
+                by_stage[s.get("stage") or "train"].append(s["loss"])
+        notes, violations, judged = [], 0, 0
+        for stage, losses in by_stage.items():
+            w = max(self.window, int(len(losses) * self.window_fraction))
+            if len(losses) < max(self.min_steps, 2 * w):
+                notes.append(f"stage {stage}: only {len(losses)} steps, too few to judge")
+                continue
+            judged += len(losses)
+            head, tail = losses[:w], losses[-w:]
+            first, last = mean(head), mean(tail)
+            drop = (first - last) / abs(first) * 100 if first else 0.0
+            se = math.sqrt((pstdev(head) ** 2 + pstdev(tail) ** 2) / w)
+            t = (first - last) / se if se > 0 else (math.inf if first > last else 0.0)
+            bad = drop < self.min_delta_percentage and t < self.min_t
+            violations += bad
+            notes.append(f"stage {stage}{' NOT DECREASING' if bad else ''}: mean loss of its first {w} steps "
+                         f"{first:.4f}, of its last {w} {last:.4f}, {drop:.1f}% lower (needs "
+                         f"{self.min_delta_percentage}%) and {t:.1f} standard errors (needs {self.min_t})")
+        return violations, judged, "; ".join(notes) or "no steps recorded"
 
 
 def _epoch_losses(data: DebugData) -> list[tuple[int, float, float]]:
