@@ -29,6 +29,7 @@ from dogbreed.serve.batcher import MicroBatcher
 from dogbreed.serve.decoding import DecodeLanes
 from dogbreed.serve.requests import BODY_TIMEOUT_S, ClientGone, RequestError, images_from_request, read_body, top_k_of
 from dogbreed.serve.page import PAGE
+from dogbreed.serve.runtime_api import add_runtime_route
 
 log = logging.getLogger("dogbreed.serve")
 # One line per refused request goes to the endpoint's log file only: written to a console (or a pipe nobody reads)
@@ -187,6 +188,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
+        return await invoke(request)
+
+    async def invoke(request: Request) -> Response:
         start = time.perf_counter()
         try:
             if not authorised(request):
@@ -222,4 +226,5 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         finally:
             metrics.latency.observe(time.perf_counter() - start)
 
+    add_runtime_route(app, config.endpoint_name, invoke)
     return app
