@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
+import torch
+
 from conftest import SLICE_CLASSES, make_slice
 from dogbreed.config import Hyperparameters
 from dogbreed.debug.monitor import DebuggerConfig
 from dogbreed.debug.rules import LossNotDecreasing
 from dogbreed.debug.hooks import DebugData
+from dogbreed.jobs import records
 from dogbreed.train.job import TrainingJobSpec, run_training_job
 
 
@@ -19,6 +24,12 @@ def test_default_recipe_trips_no_rule(tmp_path_factory):
     assert rec.status == "Completed"
     triggered = {k: v for k, v in rec.extra["rules"].items() if v == "IssuesFound"}
     assert triggered == {}, triggered
+    # Rules about a GPU cannot look at anything on a CPU-only machine: they say so rather than "NoIssuesFound".
+    if not torch.cuda.is_available():
+        gpu_rules = {"LowGPUUtilization", "BatchSize", "GPUMemoryIncrease", "CPUBottleneck"}
+        assert {k: rec.extra["rules"][k] for k in gpu_rules} == dict.fromkeys(gpu_rules, "NotJudged")
+        report = json.loads((records.job_dir("rules-default") / "debug" / "rules" / "BatchSize.json").read_text())
+        assert report["Status"] == "NotJudged" and not report["RuleTriggered"] and "no GPU" in report["Details"]
 
 
 def _steps(stage_losses):
