@@ -97,7 +97,7 @@ def test_fine_tuning_records_activations_and_step_split(dogs_slice):
 def test_debug_cli_reruns_rules_with_other_parameters(dogs_slice):
     if not (records.job_dir("dbg-sound") / "job.json").exists():
         _run("dbg-sound", dogs_slice, Hyperparameters(epochs=10))
-    r = run_cli("debug", "dbg-sound", "--rule", "LossNotDecreasing:min_delta_percentage=99", "--json")
+    r = run_cli("debug", "dbg-sound", "--rule", "LossNotDecreasing:min_delta_percentage=99,min_t=1000", "--json")
     assert r.returncode == 0, r.stderr
     verdicts = {x["RuleName"]: x["RuleTriggered"] for x in json.loads(r.stdout)}
     assert verdicts["LossNotDecreasing"] is True and verdicts["ExplodingTensor"] is False

@@ -26,7 +26,7 @@ log = logging.getLogger("dogbreed")
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.9rem}td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left}
-.IssuesFound{background:#fde2e1}.NoIssuesFound{background:#e3f5e1}.Error{background:#fff3cd}
+.IssuesFound{background:#fde2e1}.NoIssuesFound{background:#e3f5e1}.Error{background:#fff3cd}.NotJudged{background:#eceff1;color:#555}
 img{max-width:100%}.muted{color:#666}"""
 
 

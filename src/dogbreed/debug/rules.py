@@ -16,7 +16,12 @@ from typing import Any, ClassVar
 from dogbreed.config import UserError
 from dogbreed.debug.hooks import DebugData
 
-NO_ISSUES, ISSUES, ERROR = "NoIssuesFound", "IssuesFound", "Error"
+NO_ISSUES, ISSUES, ERROR, NOT_JUDGED = "NoIssuesFound", "IssuesFound", "Error", "NotJudged"
+
+
+class CannotJudge(Exception):
+    """Raised by a rule whose situation cannot arise on this machine (no GPU): its verdict is NotJudged, never
+    NoIssuesFound, so a user does not read a rule that never looked as a clean bill."""
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Rule:
         params = dataclasses.asdict(self)
         try:
             violations, datapoints, details = self.check(data)
+        except CannotJudge as e:
+            return RuleResult(self.name, NOT_JUDGED, details=str(e), parameters=params, kind=self.kind)
         except Exception as e:  # a broken rule is a verdict of its own, not a crashed job
             return RuleResult(self.name, ERROR, details=f"{type(e).__name__}: {e}", parameters=params,
                               kind=self.kind)
@@ -134,23 +141,44 @@ class ExplodingTensor(Rule):
 
 @dataclass
 class LossNotDecreasing(Rule):
+    """Judges each stage apart (head training and fine-tuning optimise different losses) on the loss the optimiser
+    sees, comparing the mean of its first and last `window_fraction` of steps (at least `window` steps each).
+
+    The head's loss has a floor (label smoothing, the anchor term), so a sound stage can fall by only a few percent:
+    a stage passes when its loss fell by `min_delta_percentage`, or fell by more than `min_t` standard errors of the
+    step-to-step noise (a real decrease, however small against the floor)."""
     name: ClassVar[str] = "LossNotDecreasing"
     recommendation: ClassVar[str] = ("The training loss is not going down: check the learning rate is above zero "
                                      "and not too small, that labels match images, and that layers are trainable.")
     window: int = 5
+    window_fraction: float = 0.25
     min_delta_percentage: float = 2.0
+    min_t: float = 3.0
     min_steps: int = 10
 
     def check(self, data: DebugData) -> tuple[int, int, str]:
-        losses = [s["loss"] for s in data.steps if math.isfinite(s["loss"])]
-        if len(losses) < max(self.min_steps, 2 * self.window):
-            return 0, len(losses), f"only {len(losses)} steps recorded: too few to judge"
-        first, last = mean(losses[: self.window]), mean(losses[-self.window:])
-        drop = (first - last) / abs(first) * 100 if first else 0.0
-        bad = drop < self.min_delta_percentage
-        return (1 if bad else 0, len(losses),
-                f"mean loss of the first {self.window} steps {first:.4f}, of the last {self.window} {last:.4f}: "
-                f"{drop:.1f}% lower (needs {self.min_delta_percentage}%)")
+        by_stage: dict[str, list[float]] = defaultdict(list)
+        for s in data.steps:
+            if math.isfinite(s["loss"]):
+                by_stage[s.get("stage") or "train"].append(s["loss"])
+        notes, violations, judged = [], 0, 0
+        for stage, losses in by_stage.items():
+            w = max(self.window, int(len(losses) * self.window_fraction))
+            if len(losses) < max(self.min_steps, 2 * w):
+                notes.append(f"stage {stage}: only {len(losses)} steps, too few to judge")
+                continue
+            judged += len(losses)
+            head, tail = losses[:w], losses[-w:]
+            first, last = mean(head), mean(tail)
+            drop = (first - last) / abs(first) * 100 if first else 0.0
+            se = math.sqrt((pstdev(head) ** 2 + pstdev(tail) ** 2) / w)
+            t = (first - last) / se if se > 0 else (math.inf if first > last else 0.0)
+            bad = drop < self.min_delta_percentage and t < self.min_t
+            violations += bad
+            notes.append(f"stage {stage}{' NOT DECREASING' if bad else ''}: mean loss of its first {w} steps "
+                         f"{first:.4f}, of its last {w} {last:.4f}, {drop:.1f}% lower (needs "
+                         f"{self.min_delta_percentage}%) and {t:.1f} standard errors (needs {self.min_t})")
+        return violations, judged, "; ".join(notes) or "no steps recorded"
 
 
 def _epoch_losses(data: DebugData) -> list[tuple[int, float, float]]:
@@ -358,9 +386,12 @@ class CPUBottleneck(Rule):
         if _has_gpu(data):
             busy = [s for s in busy if s.get("gpu_percent", 0) < self.gpu_threshold]
         frac = len(busy) / len(data.system)
-        what = "CPU busy while the GPU idled" if _has_gpu(data) else "CPU saturated (no GPU)"
-        return (len(busy) if frac >= self.threshold_fraction and _has_gpu(data) else 0, len(data.system),
-                f"{what} in {frac:.0%} of samples")
+        if not _has_gpu(data):
+            # The rule asks whether a GPU waits for the CPU; a busy CPU without a GPU is the job doing its work.
+            raise CannotJudge(f"not judged: no GPU to wait for the CPU (CPU at or over {self.cpu_threshold:g}% in "
+                              f"{frac:.0%} of samples)")
+        return (len(busy) if frac >= self.threshold_fraction else 0, len(data.system),
+                f"CPU busy while the GPU idled in {frac:.0%} of samples")
 
 
 @dataclass
@@ -423,7 +454,7 @@ class LowGPUUtilization(Rule):
     def check(self, data: DebugData) -> tuple[int, int, str]:
         util = [s["gpu_percent"] for s in data.system if "gpu_percent" in s]
         if not util:
-            return 0, 0, "no GPU utilisation samples (no GPU, or pynvml missing)"
+            raise CannotJudge("not judged: no GPU utilisation samples (no GPU on this machine, or pynvml missing)")
         low = sum(u < self.threshold for u in util)
         return (low if low / len(util) >= self.threshold_fraction else 0, len(util),
                 f"GPU below {self.threshold:g}% in {low} of {len(util)} samples")
@@ -440,7 +471,7 @@ class BatchSize(Rule):
     def check(self, data: DebugData) -> tuple[int, int, str]:
         rows = [s for s in data.system if "gpu_memory_mb" in s]
         if not rows:
-            return 0, 0, "no GPU: batch size judged on GPU memory only"
+            raise CannotJudge("not judged: no GPU on this machine (batch size is judged on GPU memory and use)")
         import torch
 
         total = torch.cuda.get_device_properties(0).total_memory / 2**20 if torch.cuda.is_available() else 0
@@ -478,8 +509,10 @@ class GPUMemoryIncrease(Rule):
 
     def check(self, data: DebugData) -> tuple[int, int, str]:
         mem = [s["gpu_memory_mb"] for s in data.system if "gpu_memory_mb" in s]
+        if not mem:
+            raise CannotJudge("not judged: no GPU on this machine (no GPU memory samples)")
         if len(mem) < 4:
-            return 0, len(mem), "no GPU memory samples"
+            return 0, len(mem), "too few GPU memory samples"
         q = len(mem) // 4
         early, late = mean(mem[:q]), mean(mem[-q:])
         growth = (late - early) / early * 100 if early else 0.0
