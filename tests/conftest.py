@@ -137,3 +137,33 @@ class Endpoint:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real two-node Ray cluster on 127.0.0.1: a head node and a second worker node process."""
+    from dogbreed.serve.deploy import free_port
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+                    "--include-dashboard=false", *common], check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run([ray_bin, "start", f"--address={address}", *common], check=True, capture_output=True,
+                       timeout=120)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            status = subprocess.run([ray_bin, "status", f"--address={address}"], capture_output=True, text=True)
+            if status.stdout.count(" node_") >= 2:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the second Ray node did not join")
+        yield address
+    finally:
+        import ray
+
+        ray.shutdown()  # disconnect this driver first: it would otherwise report the cluster's end at exit
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)

@@ -228,36 +228,6 @@ def test_cli_bad_tuning_configs_fail_before_any_trial(dogs_slice, tmp_path, chan
     assert not (Path(os.environ["DOGBREED_HOME"]) / "jobs" / "never-tuned").exists()
 
 
-@pytest.fixture
-def ray_cluster(tmp_path):
-    """A real two-node Ray cluster on 127.0.0.1: a head node and a second worker node process."""
-    from dogbreed.serve.deploy import free_port
-
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--num-cpus=1", "--disable-usage-stats"]
-    subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-                    "--include-dashboard=false", *common], check=True, capture_output=True, timeout=120)
-    try:
-        subprocess.run([ray_bin, "start", f"--address={address}", *common], check=True, capture_output=True,
-                       timeout=120)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            status = subprocess.run([ray_bin, "status", f"--address={address}"], capture_output=True, text=True)
-            if status.stdout.count(" node_") >= 2:
-                break
-            time.sleep(1)
-        else:
-            raise AssertionError("the second Ray node did not join")
-        yield address
-    finally:
-        import ray
-
-        ray.shutdown()  # disconnect this driver first: it would otherwise report the cluster's end at exit
-        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
-
-
 def test_ray_executor_on_a_two_node_cluster(dogs_slice, ray_cluster):
     cfg = _config(strategy="Random", max_jobs=2, max_parallel_jobs=2)
     rec = start_tuning_job(TuningJobSpec("tune-ray", str(dogs_slice), parse_tuning_config(cfg), executor="ray",

@@ -1,4 +1,4 @@
-"""`dogbreed jobs ...` (list, describe, stop, delete) and `dogbreed logs`."""
+"""`dogbreed jobs ...` (list, describe, stop, resume, delete) and `dogbreed logs`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def add(sub: Any) -> None:
     js.add_argument("name")
     js.add_argument("--wait", type=float, default=60.0, help="seconds to wait before terminating it")
     js.set_defaults(func=cmd_stop)
+    jr = jobs.add_parser("resume", help="continue a Failed or Stopped training job from its last checkpoint")
+    jr.add_argument("name")
+    jr.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    jr.add_argument("--json", action="store_true", help="the job record as JSON")
+    jr.set_defaults(func=cmd_resume)
     jx = jobs.add_parser("delete", help="delete an ended job (a tuning job with its trials)")
     jx.add_argument("name")
     jx.set_defaults(func=cmd_delete)
@@ -107,6 +112,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
     r = stop_job(args.name, grace=args.wait)
     print(f"job {r.name}: {r.status}" + (f" ({r.failure_reason})" if r.failure_reason else ""))
     return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from dogbreed.cli.train_commands import finish_job_command
+    from dogbreed.train.resume import resume_training_job
+
+    return finish_job_command(resume_training_job(args.name, device=args.device), args.json)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

@@ -30,6 +30,15 @@ def add(sub: Any) -> None:
                    help="configure a rule: Name[:param=value,...,action=stop] (repeatable; all rules run anyway)")
     t.add_argument("--profiler-interval-ms", type=int, default=500)
     t.add_argument("--profile-steps", metavar="A-B", help="torch.profiler Chrome trace of steps A to B")
+    t.add_argument("--checkpoint-uri", metavar="URI",
+                   help="where checkpoints go (folder or fsspec URI, like checkpoint_s3_uri); default: the job's "
+                        "folder. `dogbreed jobs resume NAME` goes on from the last one")
+    t.add_argument("--instance-count", type=int, default=1, metavar="N",
+                   help="data-parallel workers on a Ray cluster (Ray Train, PyTorch DDP); 1: this process")
+    t.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="the Ray cluster for --instance-count > 1 (default: a local one started for the job)")
+    t.add_argument("--max-failures", type=int, default=1, metavar="N",
+                   help="with --instance-count > 1: worker losses survived by restarting from the last checkpoint")
     t.add_argument("--json", action="store_true", help="the job record as JSON")
     add_hyperparameter_flags(t)
     t.set_defaults(func=cmd_train)
@@ -62,13 +71,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         validate(args.register_as, "model")
     record = run_training_job(TrainingJobSpec(name=args.job_name, data=args.data, hyperparameters=hp,
                                               on_bad_file=args.on_bad_file, device=args.device,
-                                              track=not args.no_tracking, debugger=debugger))
+                                              track=not args.no_tracking, debugger=debugger,
+                                              checkpoint_uri=args.checkpoint_uri, instance_count=args.instance_count,
+                                              ray_address=args.ray_address, max_failures=args.max_failures))
     if args.register_as and record.status == "Completed":
         from dogbreed.jobs.model_registry import register_job
 
         info = register_job(record.name, args.register_as)
         print(f"registered {info.name}:{info.version}", file=sys.stderr)
-    if args.json:
+    return finish_job_command(record, args.json)
+
+
+def finish_job_command(record: Any, as_json: bool) -> int:
+    """Prints a finished job and turns its status into the command's exit code."""
+    if as_json:
         print_json(record.to_dict())
     else:
         print_job_summary(record)

@@ -30,14 +30,16 @@ class BatchSource:
     augmentation: str = "none"
     seed: int = 0
     epoch_offset: int = 0
+    shard: tuple[int, int] = (0, 1)  # (rank, workers) of a data-parallel job: this worker's share
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(shard_length(len(self.labels), self.shard[1]) / self.batch_size)
 
     def batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
         rng = np.random.default_rng(self.seed * 1000 + epoch + self.epoch_offset)
-        order = rng.permutation(n) if self.train else np.arange(n)
+        order = rng.permutation(len(self.labels)) if self.train else np.arange(len(self.labels))
+        order = shard_order(order, *self.shard, pad=self.train)
+        n = len(order)
         for start in range(0, n, self.batch_size):
             idx = np.sort(order[start:start + self.batch_size])  # sorted: sequential reads from the memmap
             yield self.make_batch(idx, rng)
@@ -87,6 +89,23 @@ def _affine_jitter(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
                          torch.stack([sin, cos, torch.zeros(b)], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
+
+
+def shard_length(n: int, workers: int) -> int:
+    return -(-n // workers)
+
+
+def shard_order(order: np.ndarray, rank: int, workers: int, pad: bool = True) -> np.ndarray:
+    """A worker's part of an epoch's order: every workers-th example. Training shards are padded to equal length
+    by repeating from the start (as torch's DistributedSampler does): data-parallel workers must all take the
+    same number of steps. Evaluation shards are not (no collective runs in an evaluation pass), so every
+    example counts once."""
+    if workers == 1:
+        return order
+    if not pad:
+        return order[rank::workers]
+    padded = np.resize(order, shard_length(len(order), workers) * workers)
+    return padded[rank::workers]
 
 
 def prefetch(it: Iterator, depth: int = 2) -> Iterator:

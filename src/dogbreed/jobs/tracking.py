@@ -17,6 +17,9 @@ from dogbreed.config import home, tracking_uri
 
 EXPERIMENT = "dogbreed"
 MLFLOW_STATUS = {"Completed": "FINISHED", "Failed": "FAILED", "Stopped": "KILLED", "InProgress": "RUNNING"}
+# A job folder's working files: checkpoints (the job's own, large, kept where the job can resume from them),
+# liveness and stop markers
+NOT_ARTIFACTS = {"checkpoints", "heartbeat", "stop-requested"}
 log = logging.getLogger("dogbreed")
 
 
@@ -105,8 +108,15 @@ class MlflowTracker:
             self.client.set_tag(self.run_id, k, str(v)[:5000])
 
     def log_artifacts(self, folder: Path, path: str | None = None) -> None:
-        if self.run_id and folder.exists():
-            self.client.log_artifacts(self.run_id, str(folder), path)
+        if not (self.run_id and folder.exists()):
+            return
+        for child in sorted(folder.iterdir()):
+            if child.name in NOT_ARTIFACTS or child.name.startswith("."):
+                continue
+            if child.is_dir():
+                self.client.log_artifacts(self.run_id, str(child), f"{path}/{child.name}" if path else child.name)
+            else:
+                self.client.log_artifact(self.run_id, str(child), path)
 
     def finish(self, status: str, reason: str | None, artifacts: Path | None) -> None:
         if not self.run_id:

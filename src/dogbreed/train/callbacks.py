@@ -32,16 +32,24 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.bad_epochs = 0
 
+    def on_train_start(self, trainer: Trainer) -> None:
+        # a trainer restored from a checkpoint already has epochs: count them as if this had seen them
+        for metrics in trainer.state.history:
+            self._count(metrics)
+
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self._count(metrics) and trainer.global_epoch >= self.min_epochs and self.bad_epochs >= self.patience:
+            trainer.request_stop(f"early stopping: {self.metric} did not improve for {self.patience} epochs")
+
+    def _count(self, metrics: dict[str, float]) -> bool:
         value = metrics.get(self.metric)
         if value is None:
-            return
+            return False
         if self.best is None or value > self.best * (1 + self.tolerance):
             self.best, self.bad_epochs = value, 0
         else:
             self.bad_epochs += 1
-        if trainer.global_epoch >= self.min_epochs and self.bad_epochs >= self.patience:
-            trainer.request_stop(f"early stopping: {self.metric} did not improve for {self.patience} epochs")
+        return True
 
 
 class ProgressBar(Callback):

@@ -18,6 +18,7 @@ from torch import nn
 
 from dogbreed.config import home
 from dogbreed.data.batches import BatchSource as ImageBatches
+from dogbreed.data.batches import shard_length, shard_order
 from dogbreed.data.cache import CachedSplit
 from dogbreed.devices import autocast
 from dogbreed.models.inference import ServedModel, average_softmax
@@ -79,14 +80,16 @@ class FeatureBatches:
     batch_size: int
     train: bool = False
     seed: int = 0
+    shard: tuple[int, int] = (0, 1)  # (rank, workers) of a data-parallel job: this worker's share
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(shard_length(len(self.labels), self.shard[1]) / self.batch_size)
 
     def batches(self, epoch: int = 0):
-        n = len(self.labels)
         rng = np.random.default_rng(self.seed * 1000 + epoch)
-        order = rng.permutation(n) if self.train else np.arange(n)
+        order = rng.permutation(len(self.labels)) if self.train else np.arange(len(self.labels))
+        order = shard_order(order, *self.shard, pad=self.train)
+        n = len(order)
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             if self.train:

@@ -28,9 +28,10 @@ from dogbreed.devices import resolve_device
 from dogbreed.jobs import logs, names, records
 from dogbreed.jobs.control import StopRequested, check_stop
 from dogbreed.jobs.process import Heartbeat
-from dogbreed.jobs.records import COMPLETED, FAILED, STOPPED, JobRecord
+from dogbreed.jobs.records import COMPLETED, FAILED, IN_PROGRESS, STOPPED, JobRecord
 from dogbreed.models.artifact import ModelCard, save_model
 from dogbreed.models.registry import create_model, get_backbone, with_input_size
+from dogbreed.train.checkpoint import Checkpoint, CheckpointStore
 from dogbreed.train.callbacks import EarlyStopping, EpochLog, ProgressBar, StopWatcher
 from dogbreed.train import presets
 from dogbreed.train.data_prep import PreparedData, prepare_data
@@ -55,6 +56,11 @@ class TrainingJobSpec:
     initial_model: str | None = None  # incremental training: a finished job's model (folder, file:// URI, job:NAME)
     max_runtime_s: float | None = None  # SageMaker's max_run: the job is stopped when it runs longer
     extra: dict[str, Any] = field(default_factory=dict)  # kept in the record (image URI, output path, ...)
+    checkpoint_uri: str | None = None  # where checkpoints go (folder or fsspec URI); None: the job's folder
+    resume: bool = False  # go on from the job's last checkpoint (`dogbreed jobs resume`): the job must exist
+    instance_count: int = 1  # > 1: data-parallel workers on a Ray cluster (dogbreed.train.distributed)
+    ray_address: str | None = None  # that cluster; None: a local one
+    max_failures: int = 1  # worker losses a distributed job survives by restarting from its last checkpoint
 
 
 class MaxRuntimeExceeded(Exception):
@@ -115,7 +121,7 @@ def _preflight(spec: TrainingJobSpec) -> _Start:
 
     hp = spec.hyperparameters
     names.validate(spec.name, "job")
-    if records.job_dir(spec.name).exists():
+    if not spec.resume and records.job_dir(spec.name).exists():
         raise UserError(f"job name {spec.name!r} is already used; pick another job name")
     device = resolve_device(spec.device)
     shape = hp.input_shape()
@@ -123,15 +129,19 @@ def _preflight(spec: TrainingJobSpec) -> _Start:
     layout = discover_dataset(spec.data, on_bad_file=spec.on_bad_file, num_classes=hp.num_classes)
     if len(layout.classes) < 2:
         raise UserError(f"data in {layout.root} has {len(layout.classes)} class: a classifier needs at least 2")
+    if spec.instance_count < 1:
+        raise UserError(f"instance_count must be at least 1, not {spec.instance_count}")
+    if spec.instance_count > 1 and hp.train_mode == "head" and hp.preset_value("last_block_epochs"):
+        raise UserError("last_block_epochs runs on one machine only: set it to 0 or instance_count to 1")
     if spec.initial_model:
-        model, card = _initial_model(spec.initial_model, backbone, layout)
+        model, card = initial_model(spec.initial_model, backbone, layout)
         return _Start(device, backbone, model, None, card, training_warnings(hp, layout))
     model, imagenet_head = create_model(backbone, 1, pretrained=bool(hp.use_pretrained_model),
                                         weights_file=hp.weights_file)
     return _Start(device, backbone, model, imagenet_head, None, training_warnings(hp, layout))
 
 
-def _initial_model(ref: str, backbone: Any, layout: Any) -> tuple[nn.Module, ModelCard]:
+def initial_model(ref: str, backbone: Any, layout: Any) -> tuple[nn.Module, ModelCard]:
     """Incremental training (SageMaker's `model` channel): start from a finished job's model, same backbone and
     same classes required."""
     from dogbreed.jobs.model_registry import model_dir_for
@@ -171,21 +181,39 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
     extra = {**spec.extra, "device": device, "backbone": backbone.name, "preflight_warnings": start.warnings}
     if spec.initial_model:
         extra["initial_model"] = spec.initial_model
-    record = records.create(JobRecord(name=spec.name, kind="training", hyperparameters=hp.to_dict(),
-                                      data={"location": spec.data}, parent=spec.parent, extra=extra))
+    if spec.checkpoint_uri:
+        extra["checkpoint_uri"] = spec.checkpoint_uri
+    if spec.on_bad_file != "error":
+        extra["on_bad_file"] = spec.on_bad_file
+    if spec.instance_count > 1:
+        extra.update(instance_count=spec.instance_count, ray_address=spec.ray_address)
+    checkpoints = CheckpointStore(checkpoint_location(spec.name, spec.checkpoint_uri))
+    resume_from = None
+    if spec.resume:
+        record, resume_from = _reclaim(spec.name, checkpoints, extra)
+    else:
+        record = records.create(JobRecord(name=spec.name, kind="training", hyperparameters=hp.to_dict(),
+                                          data={"location": spec.data}, parent=spec.parent, extra=extra))
     job = _Job(spec, record, list(callbacks or []))
     handler = logs.attach(job.dir / "train.log")
     heartbeat = Heartbeat(records.heartbeat_path(spec.name)).start()
     log.info("training job %s started on %s: backbone %s, train_mode %s%s", spec.name, device, backbone.name,
              hp.train_mode, f", from model {spec.initial_model}" if spec.initial_model else "")
     report(start.warnings)  # before any compute is spent; in the job's own log too
-    if debug_config.enabled:
+    if resume_from is not None:
+        log.info("job %s resumes after epoch %d (stage %s) from checkpoint %d", spec.name, resume_from.global_epoch,
+                 resume_from.stage, resume_from.sequence)
+    if debug_config.enabled and spec.instance_count == 1:  # distributed: the first worker records
         job.debug = DebugSession(debug_config, job.dir)
         job.debug.start()
     status, reason = COMPLETED, None
     with _sigterm_as_interrupt():
         try:
-            if spec.track:
+            if spec.track and spec.resume and record.mlflow_run_id:
+                from dogbreed.jobs.tracking import MlflowTracker
+
+                job.tracker = MlflowTracker.resume(record.mlflow_run_id)  # the run goes on, as the job does
+            elif spec.track:
                 from dogbreed.jobs.tracking import MlflowTracker
 
                 job.tracker = MlflowTracker()
@@ -199,8 +227,12 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
             data = prepare_data(spec.data, hp, backbone, spec.on_bad_file, spec.progress, job.check)
             _record_data(job, data)
             stages = StagedTraining(hp, backbone, device, job.callbacks, spec.progress, job.check,
-                                    initial_weights=start.initial_card.weights_sha256 if start.initial_card else None)
-            model, info = stages.run(data, model, start.imagenet_head, keep_head=start.initial_card is not None)
+                                    initial_weights=start.initial_card.weights_sha256 if start.initial_card else None,
+                                    checkpoints=checkpoints, resume=resume_from)
+            if spec.instance_count > 1:
+                model, info = _train_distributed(job, start, data, checkpoints, debug_config)
+            else:
+                model, info = stages.run(data, model, start.imagenet_head, keep_head=start.initial_card is not None)
             calibration = info.pop("calibration", None)
             evaluations = stages.final_evaluation(model, data, info.pop("features"), job.dir / "evaluation",
                                                   temperature=calibration.temperature if calibration else 1.0)
@@ -245,6 +277,59 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
             heartbeat.stop()
             logs.detach(handler)
     return job.record
+
+
+def _train_distributed(job: _Job, start: _Start, data: PreparedData, checkpoints: CheckpointStore,
+                       debug_config: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """The stages on the job's Ray workers; their weights come back into this process's model, which then is
+    evaluated and saved as a single job's is (its cached features are not here: evaluation reads the images)."""
+    import dataclasses
+
+    from dogbreed.models.imagenet import attach_imagenet_head
+    from dogbreed.train.distributed import calibration_from, run_distributed_stages
+
+    if job.extra_callbacks:
+        log.warning("per-epoch callbacks of the caller (e.g. a tuning job's early stopping) do not run on the "
+                    "workers of a distributed job")
+    spec = dataclasses.replace(job.spec, debugger=debug_config)
+    state, result = run_distributed_stages(spec, checkpoints.location, start.device)
+    job.record = records.load(spec.name, reconcile=False)  # the first worker added the epochs and restarts
+    model = start.model
+    if start.initial_card is None:
+        model.reset_classifier(len(data.class_folders))
+    if result["dog_head"] and not presets.has_dog_head(model):
+        attach_imagenet_head(model, start.imagenet_head)
+    model.load_state_dict(state)
+    if "rules" in result:
+        job.update(extra={**job.record.extra, "rules": result["rules"]})
+    info = {k: result[k] for k in ("data_wait_share", "train_images_per_s") if k in result}
+    return model, {**info, "stop_reason": result["stop_reason"], "features": {}, "workers": result["workers"],
+                   "calibration": calibration_from(result)}
+
+
+def checkpoint_location(name: str, uri: str | None = None) -> str:
+    return uri or str(records.job_dir(name) / "checkpoints")
+
+
+def _reclaim(name: str, checkpoints: CheckpointStore, extra: dict[str, Any]) -> tuple[JobRecord, Checkpoint]:
+    """Makes this process the owner of an ended job again, at its last checkpoint: the history after the
+    checkpoint is dropped (those epochs run again) and the resume is noted in the record."""
+    record = records.load(name)
+    if record.kind != "training":
+        raise UserError(f"{name!r} is a {record.kind} job: resume it with `dogbreed tune resume {name}`")
+    if record.status == COMPLETED:
+        raise UserError(f"job {name!r} is already complete: nothing to resume")
+    ckpt = checkpoints.latest()
+    if ckpt is None:
+        raise UserError(f"job {name!r} has no checkpoint to resume from (it ended before its first epoch "
+                        f"finished): start it again under a new name")
+    resumes = [*record.extra.get("resumes", []), {"time": time.time(), "after": record.status,
+                                                  "reason": record.failure_reason, "from_epoch": ckpt.global_epoch,
+                                                  "stage": ckpt.stage}]
+    record = records.claim(record, status=IN_PROGRESS, failure_reason=None, end_time=None,
+                           history=[h for h in record.history if h.get("epoch", 0) <= ckpt.global_epoch],
+                           extra={**record.extra, **extra, "resumes": resumes})
+    return record, ckpt
 
 
 def _record_data(job: _Job, data: PreparedData) -> None:

@@ -7,6 +7,7 @@ Knows nothing of records, tracking or logs: whatever a job wants to know happens
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,8 @@ from dogbreed.train.data_prep import PreparedData
 from dogbreed.train.evaluate import Evaluation, evaluate_logits, write_evaluation
 from dogbreed.train.features import FeatureBatches, extract_features, flip_predict, mean_over_views, weights_id
 from dogbreed.train import presets
+from dogbreed.train.parallel import SINGLE, WorkerGroup
+from dogbreed.train.checkpoint import Checkpoint, Checkpointer, CheckpointStore, restore
 from dogbreed.train.calibration import Calibration, calibrate, expected_calibration_error
 from dogbreed.train.callbacks import StopWatcher
 from dogbreed.train.holdout import holdout_mask
@@ -43,11 +46,37 @@ def stop_is_final(reason: str | None) -> bool:
 class StagedTraining:
     def __init__(self, hp: Hyperparameters, backbone: BackboneSpec, device: str,
                  callbacks_for: Callable[[str], list[Callback]], show_progress: bool = True,
-                 check: Callable[[], None] = lambda: None, initial_weights: str | None = None):
+                 check: Callable[[], None] = lambda: None, initial_weights: str | None = None,
+                 checkpoints: CheckpointStore | None = None, resume: Checkpoint | None = None,
+                 group: WorkerGroup = SINGLE):
         self.hp, self.backbone, self.device = hp, backbone, device
         self.callbacks_for, self.show_progress, self.check = callbacks_for, show_progress, check
         self.initial_weights = initial_weights  # SHA-256 of an incremental job's starting model
         self.data_wait = DataWaitMeter()
+        self.checkpoints, self.resume = checkpoints, resume
+        self.group = group  # data-parallel workers (dogbreed.train.distributed); a group of one otherwise
+
+    def _stage_callbacks(self, stage: str, model: nn.Module, stages_done: dict[str, int]) -> list[Callback]:
+        """The job's callbacks for a stage, then the checkpoint writer (last: it saves what the others decided)."""
+        cbs = self.callbacks_for(stage)
+        if self.checkpoints is not None:
+            cbs.append(Checkpointer(self.checkpoints, model, self.hp.checkpoint_frequency, stages_done,
+                                    writer=self.group.is_main))
+        return cbs
+
+    def _restore_or_skip(self, trainer: Trainer, model: nn.Module) -> bool:
+        """Resuming: puts the stage's trainer where its checkpoint left it. False when the checkpoint is of a
+        later stage (this one had finished: its weights are in that checkpoint, so it is skipped)."""
+        ckpt = self.resume
+        if ckpt is None or ckpt.stage == trainer.config.stage:
+            if ckpt is not None:
+                restore(trainer, model, ckpt)
+                log.info("resumed stage %s after epoch %d from checkpoint %d", ckpt.stage, ckpt.stage_epoch,
+                         ckpt.sequence)
+            return True
+        log.info("stage %s finished before the checkpoint (%d epochs): skipped", trainer.config.stage,
+                 ckpt.stages_done.get(trainer.config.stage, 0))
+        return False
 
     def _weights_id(self) -> str:
         hp = self.hp
@@ -57,6 +86,14 @@ class StagedTraining:
 
     def _features(self, model: nn.Module, data: PreparedData, name: str, batch_size: int) -> np.ndarray:
         split = data.splits[name]
+        if self.group.size > 1:  # each worker extracts a block of the photos (cached apart), then all have all
+            lo, hi = self.group.block(len(split.labels))
+            part = dataclasses.replace(split, key=f"{split.key}|block{lo}-{hi}", images=split.images[lo:hi],
+                                       labels=split.labels[lo:hi])
+            return self.group.gather_blocks(self._split_features(model, part, name, batch_size), len(split.labels))
+        return self._split_features(model, split, name, batch_size)
+
+    def _split_features(self, model: nn.Module, split: Any, name: str, batch_size: int) -> np.ndarray:
         with progress(len(split.labels), f"features {name}", self.show_progress) as tick:
             def on_progress(n: int) -> None:
                 tick(n)
@@ -107,19 +144,23 @@ class StagedTraining:
             lr = hp.learning_rate if hp.train_mode == "head" else hp.head_learning_rate
             start_head = copy.deepcopy(head)  # the probe below starts where the job's head started
             opt = make_optimizer(list(head.parameters()), hp, lr)
+            group = self.group
             trainer = Trainer(
-                head_model,
+                group.wrap(head_model, self.device),
                 FeatureBatches(features["train"] if fit.all() else features["train"][fit], train_labels[fit],
-                               hp.mini_batch_size, train=True, seed=hp.seed),
-                FeatureBatches(features["valid"], data.splits["valid"].labels, 512),
+                               group.batch_size(hp.mini_batch_size), train=True, seed=hp.seed, shard=group.shard),
+                FeatureBatches(features["valid"], data.splits["valid"].labels, 512, shard=group.shard),
                 opt, TrainerConfig(epochs=head_epochs, stage="head", top_k=hp.top_k,
                                    precision_dtype="float32", device=self.device),
                 loss_fn=AnchoredLoss(head, anchor, hp.label_smoothing),
                 scheduler=make_scheduler(opt, hp, head_epochs), predict=mean_over_views(hp.use_flip),
-                callbacks=self.callbacks_for("head"))
-            trainer.fit()
-            epochs_done = len(trainer.state.history)
-            stopped = trainer.state.stop_reason
+                callbacks=self._stage_callbacks("head", model, {}), sum_over_workers=group.sum)
+            if self._restore_or_skip(trainer, model):
+                trainer.fit()
+                epochs_done = len(trainer.state.history)
+                stopped = trainer.state.stop_reason
+            else:
+                epochs_done = self.resume.stages_done.get("head", 0)
             if hp.train_mode == "head" and held.any() and epochs_done and not stop_is_final(stopped):
                 # After the job's head (whose epochs the log shows), as many epochs without the held-out photos
                 probe = presets.fit_head_copy(start_head, features["train"][~held], train_labels[~held], hp,
@@ -136,18 +177,22 @@ class StagedTraining:
             params = [p for p in trainable.parameters() if p.requires_grad]
             opt = make_optimizer(params, hp, hp.learning_rate)
             train_split, valid_split = data.splits["train"], data.splits["valid"]
+            group = self.group
             trainer = Trainer(
-                trainable.to(memory_format=torch.channels_last),
+                group.wrap(trainable.to(memory_format=torch.channels_last), self.device),
                 BatchSource(train_split.images[np.flatnonzero(fit)] if held.any() else train_split.images,
-                            train_split.labels[fit], prep, hp.mini_batch_size, train=True,
-                            augmentation=hp.augmentation_type, seed=hp.seed),
-                BatchSource(valid_split.images, valid_split.labels, prep, max(hp.mini_batch_size, 32)),
+                            train_split.labels[fit], prep, group.batch_size(hp.mini_batch_size), train=True,
+                            augmentation=hp.augmentation_type, seed=hp.seed, shard=group.shard),
+                BatchSource(valid_split.images, valid_split.labels, prep, max(hp.mini_batch_size, 32),
+                            shard=group.shard),
                 opt, TrainerConfig(epochs=hp.epochs, stage="finetune", top_k=hp.top_k,
                                    precision_dtype=hp.precision_dtype, device=self.device,
                                    epoch_offset=epochs_done),
                 loss_fn=AnchoredLoss(model.get_classifier(), anchor, hp.label_smoothing),
                 scheduler=make_scheduler(opt, hp, hp.epochs), predict=flip_predict(hp.use_flip),
-                callbacks=[*self.callbacks_for("finetune"), self.data_wait])
+                callbacks=[self.data_wait, *self._stage_callbacks("finetune", model, {"head": epochs_done})],
+                sum_over_workers=group.sum)
+            self._restore_or_skip(trainer, model)
             trainer.fit()
             stopped = trainer.state.stop_reason
             features = {}  # the backbone changed: cached features no longer describe it

@@ -81,12 +81,14 @@ class Trainer:
     def __init__(self, model: nn.Module, train: BatchSource, valid: BatchSource | None,
                  optimizer: torch.optim.Optimizer, config: TrainerConfig, *,
                  loss_fn: nn.Module | None = None, scheduler: Any = None, predict: Predict = plain_predict,
-                 callbacks: list[Callback] | None = None):
+                 callbacks: list[Callback] | None = None,
+                 sum_over_workers: Callable[[list[float]], list[float]] = lambda values: values):
         self.model, self.train_source, self.valid_source = model, train, valid
         self.optimizer, self.scheduler, self.config = optimizer, scheduler, config
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
         self.predict = predict
         self.callbacks = list(callbacks or [])
+        self.sum_over_workers = sum_over_workers  # data-parallel: each worker's metric sums -> the job's
         self.state = TrainerState()
         self.device = torch.device(config.device)
         self._scaler = torch.amp.GradScaler("cuda") if config.precision_dtype == "float16" else None
@@ -112,7 +114,8 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         self.model.to(self.device)
         self.fire("on_train_start")
-        for epoch in range(1, self.config.epochs + 1):
+        # a restored trainer (dogbreed.train.checkpoint) goes on after the epochs it already has
+        for epoch in range(self.state.epoch + 1, self.config.epochs + 1):
             self.state.epoch = epoch
             self.fire("on_epoch_start")
             metrics = self._train_epoch(epoch)
@@ -172,6 +175,7 @@ class Trainer:
             correct_k += ck
             self.fire("on_step_end", StepRecord(self.global_epoch, self.state.global_step, loss_value, n,
                                                 t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+        total_loss, correct, correct_k, seen = self.sum_over_workers([total_loss, correct, correct_k, seen])
         seen = max(seen, 1)
         return {"train:loss": total_loss / seen, "train:accuracy": correct / seen,
                 "train:top_k_accuracy": correct_k / seen}
@@ -196,10 +200,11 @@ class Trainer:
 
     def evaluate(self, source: BatchSource, prefix: str) -> dict[str, float]:
         logits, labels = self.predict_all(source)
-        loss = float(nn.functional.cross_entropy(logits, labels))
+        loss = float(nn.functional.cross_entropy(logits, labels, reduction="sum")) if len(labels) else 0.0
         c, ck = _hits(logits, labels, self.config.top_k)
-        n = max(len(labels), 1)
-        return {f"{prefix}:loss": loss, f"{prefix}:accuracy": c / n, f"{prefix}:top_k_accuracy": ck / n}
+        loss, c, ck, n = self.sum_over_workers([loss, c, ck, len(labels)])
+        n = max(n, 1)
+        return {f"{prefix}:loss": loss / n, f"{prefix}:accuracy": c / n, f"{prefix}:top_k_accuracy": ck / n}
 
 
 def _hits(logits: torch.Tensor, y: torch.Tensor, k: int) -> tuple[int, int]:
