@@ -160,6 +160,9 @@ def test_sigkill_then_resume_loses_nothing_and_runs_nothing_twice(dogs_slice, tm
     assert len(interrupted) == 1  # the trial that was running, marked...
     rerun = [t for t in own if t.user_attrs.get("rerun_of") == interrupted[0].number]
     assert len(rerun) == 1 and rerun[0].params == interrupted[0].params  # ...and run again
+    # ...from the interrupted trial's last checkpoint (the kill came after its third epoch), not from scratch
+    continued = records.load(rerun[0].user_attrs["job_name"]).extra["continued_from"]
+    assert continued["epoch"] >= 2 and interrupted[0].user_attrs["job_name"] in continued["checkpoint"]
     names = [t.user_attrs["job_name"] for t in own]
     assert len(set(names)) == 6 and done_before <= set(names)  # finished trials kept, none rerun
     # The seeded sampler moved on: no point evaluated before the crash is drawn again.

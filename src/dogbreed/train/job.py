@@ -58,6 +58,8 @@ class TrainingJobSpec:
     extra: dict[str, Any] = field(default_factory=dict)  # kept in the record (image URI, output path, ...)
     checkpoint_uri: str | None = None  # where checkpoints go (folder or fsspec URI); None: the job's folder
     resume: bool = False  # go on from the job's last checkpoint (`dogbreed jobs resume`): the job must exist
+    continue_from: str | None = None  # a new job that starts at another job's last checkpoint (a tuning trial
+    # rerun after a crash); where that job's checkpoints are
     instance_count: int = 1  # > 1: data-parallel workers on a Ray cluster (dogbreed.train.distributed)
     ray_address: str | None = None  # that cluster; None: a local one
     max_failures: int = 1  # worker losses a distributed job survives by restarting from its last checkpoint
@@ -192,6 +194,10 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
     if spec.resume:
         record, resume_from = _reclaim(spec.name, checkpoints, extra)
     else:
+        if spec.continue_from:
+            resume_from = CheckpointStore(spec.continue_from).latest()
+            if resume_from is not None:
+                extra["continued_from"] = {"checkpoint": spec.continue_from, "epoch": resume_from.global_epoch}
         record = records.create(JobRecord(name=spec.name, kind="training", hyperparameters=hp.to_dict(),
                                           data={"location": spec.data}, parent=spec.parent, extra=extra))
     job = _Job(spec, record, list(callbacks or []))
@@ -252,6 +258,8 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
                              lineage={"job": spec.name, "data": job.record.data.get("content_keys", {}),
                                       "data_location": spec.data})
             save_model(job.dir / "model", model, card)
+            if spec.parent is None:
+                _as_mlflow_model(job.dir / "model")
             (job.dir / "metrics.json").write_text(json.dumps(final, indent=1))
             if job.tracker:
                 job.tracker.log_metrics(final, step=len(job.record.history))
@@ -305,6 +313,17 @@ def _train_distributed(job: _Job, start: _Start, data: PreparedData, checkpoints
     info = {k: result[k] for k in ("data_wait_share", "train_images_per_s") if k in result}
     return model, {**info, "stop_reason": result["stop_reason"], "features": {}, "workers": result["workers"],
                    "calibration": calibration_from(result)}
+
+
+def _as_mlflow_model(model_dir: Path) -> None:
+    """Makes the saved model a real MLflow model (MLmodel + ONNX), logged with the run as runs:/ID/model. Not
+    for tuning trials: the ONNX export would cost every trial seconds; registration does it for the one kept."""
+    from dogbreed.models.mlflow_pyfunc import write_mlflow_model
+
+    try:
+        write_mlflow_model(model_dir)
+    except Exception as e:  # noqa: BLE001 - the job's own model is saved; only MLflow's view of it is missing
+        log.warning("the model could not be written as an MLflow model: %s", e)
 
 
 def checkpoint_location(name: str, uri: str | None = None) -> str:

@@ -29,6 +29,19 @@ from dogbreed.tune.trials import load_study, own_trials, tell, update_counts
 log = logging.getLogger("dogbreed")
 
 
+def interrupted_checkpoint(study: optuna.Study, trial: optuna.Trial) -> str | None:
+    """A rerun of a trial cut off by a crash starts from that trial's last checkpoint, not from scratch."""
+    from dogbreed.train.job import checkpoint_location
+
+    rerun_of = trial.user_attrs.get("rerun_of")
+    if rerun_of is None:
+        return None
+    old = study.trials[rerun_of].user_attrs.get("job_name")
+    if not old or not records.exists(old):
+        return None
+    return checkpoint_location(old, records.load(old).extra.get("checkpoint_uri"))
+
+
 def trial_job_name(tuning_job: str, number: int) -> str:
     return f"{tuning_job}-{number:03d}"
 
@@ -63,7 +76,8 @@ def run_tuning(name: str, on_trial: Callable[[TrialOutcome], None] | None = None
                     job_name=job_name, data=record.data["location"], hyperparameters=hp, storage=storage,
                     config=config.to_dict(), on_bad_file=record.extra.get("on_bad_file", "error"),
                     threads=executor.threads(), home=str(home()), tracking_uri=tracking_uri(),
-                    parent_run_id=record.mlflow_run_id, extra=trial_extra(record, trial.params)))
+                    parent_run_id=record.mlflow_run_id, extra=trial_extra(record, trial.params),
+                    continue_from=interrupted_checkpoint(study, trial)))
                 log.info("trial %d started as training job %s: %s", trial.number, job_name,
                          to_hyperparameters(trial.params))
                 continue

@@ -29,6 +29,7 @@ class TrialTask:
     tracking_uri: str | None = None
     parent_run_id: str | None = None  # the tuning job's MLflow run
     extra: dict[str, Any] | None = None  # kept in the trial's record (the SDK's estimator settings)
+    continue_from: str | None = None  # checkpoint location of the interrupted trial this one reruns
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def execute_trial(task: TrialTask) -> TrialOutcome:
     reporter = PruningReporter(optuna_private.running_trial(study, task.trial_id), config.objective_metric)
     record = run_training_job(TrainingJobSpec(task.job_name, task.data, hp, on_bad_file=task.on_bad_file,
                                               parent=task.tuning_job, progress=False,
-                                              parent_run_id=task.parent_run_id, extra=task.extra or {}),
+                                              parent_run_id=task.parent_run_id, extra=task.extra or {},
+                                              continue_from=task.continue_from),
                               callbacks=[reporter])
     value = record.metrics.get(config.objective_metric, reporter.last)
     return TrialOutcome(task.trial_id, task.trial_number, task.job_name, record.status,
