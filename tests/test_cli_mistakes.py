@@ -28,7 +28,8 @@ def _one_line_error(r: subprocess.CompletedProcess, message: str) -> None:
 
 BAD_NAMES = ["../../x", "..", "a/b", "abc\n", "-rf", "", "a" * 300, "x y", "./x", "\u00fcn\u00efcode", "a..b"]
 NAME_COMMANDS = [
-    ("jobs", "describe", "{}"), ("jobs", "delete", "{}"), ("jobs", "stop", "{}"), ("logs", "{}"),
+    ("jobs", "describe", "{}"), ("jobs", "delete", "{}"), ("jobs", "stop", "{}"), ("jobs", "resume", "{}"),
+    ("logs", "{}"),
     ("endpoints", "describe", "{}"), ("endpoints", "delete", "{}"), ("models", "describe", "{}"),
     ("models", "delete", "{}"), ("models", "register", "{}"), ("models", "register", "ok-job", "--name", "{}"),
     ("tune", "describe", "{}"), ("tune", "resume", "{}"), ("tune", "stop", "{}"), ("debug", "{}"), ("report", "{}"),
@@ -148,3 +149,20 @@ def test_class_names_that_look_like_formulas_stay_text(tmp_path, dogbreed_home):
     cells = [c for f in evaluation.glob("*.csv") for row in csv.reader(f.open()) for c in row]
     assert cells and not any(c.startswith(("=", "+", "-", "@")) for c in cells)
     assert "'=HYPERLINK(\"http-evil\")" in cells
+
+
+def test_sdk_refuses_a_bad_job_name_before_writing_anything(generated_dataset, dogbreed_home):
+    from dogbreed import Estimator, HyperparameterTuner, ContinuousParameter
+    from dogbreed.config import UserError
+
+    before = set(dogbreed_home.parent.iterdir())
+    est = Estimator(hyperparameters={"epochs": 1})
+    for wait in (True, False):
+        with pytest.raises(UserError, match="is invalid"):
+            est.fit(str(generated_dataset), wait=wait, job_name="../../evil")
+    tuner = HyperparameterTuner(est, "validation:accuracy", {"learning_rate": ContinuousParameter(0.001, 0.1)},
+                                max_jobs=1)
+    with pytest.raises(UserError, match="is invalid"):
+        tuner.fit(str(generated_dataset), job_name="../evil", wait=False)
+    assert set(dogbreed_home.parent.iterdir()) == before
+    assert not list(dogbreed_home.rglob("*evil*"))

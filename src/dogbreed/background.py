@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from dogbreed.config import UserError, home
-from dogbreed.jobs import records
+from dogbreed.jobs import names, records
 
 
 def _spec_file(name: str) -> Path:
+    names.validate(name, "job")  # before the name becomes a path
     d = home() / "background"
     d.mkdir(parents=True, exist_ok=True)
     return d / f"{name}.json"

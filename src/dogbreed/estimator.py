@@ -205,14 +205,16 @@ class Estimator:
         from dogbreed.train.job import TrainingJobSpec
 
         data, initial_model = data_from_inputs(inputs, self.model_uri, self.model_channel_name)
-        name = job_name or names.unique_name(self._base_name())
-        if self.instance_count and self.instance_count > 1:
-            say_once(f"instance_count={self.instance_count}: this job runs on one machine (start a Ray cluster and "
-                     "pass ray_address for data-parallel training)")
+        name = names.validate(job_name or names.unique_name(self._base_name()), "job")
+        workers = int(self.instance_count or 1)
+        if workers > 1:
+            say_once(f"instance_count={workers}: {workers} data-parallel workers with Ray Train on "
+                     f"{self.ray_address or 'a local Ray cluster started for the job'}")
         return TrainingJobSpec(name=name, data=data, hyperparameters=self.resolved_hyperparameters(),
                                device=self.device or device_for(self.instance_type), debugger=self._debugger(),
                                initial_model=initial_model, max_runtime_s=float(self.max_run) if self.max_run else None,
-                               extra=self._record_extra())
+                               extra=self._record_extra(), instance_count=workers, ray_address=self.ray_address,
+                               checkpoint_uri=self.checkpoint_s3_uri or self.checkpoint_local_path)
 
     def preflight(self, inputs: Any) -> list[str]:
         """dogbreed's pre-flight check alone: the warnings `fit(inputs)` would give, without training anything."""

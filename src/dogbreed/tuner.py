@@ -12,6 +12,7 @@ from typing import Any
 
 from dogbreed import describe
 from dogbreed.config import UserError
+from dogbreed.jobs import names
 from dogbreed.jobs.names import MAX_TUNING_LENGTH
 from dogbreed.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter, ParameterRange
 from dogbreed.progress import ensure_visible_logs
@@ -183,7 +184,8 @@ class HyperparameterTuner:
             raise UserError("a model channel (incremental training) in a tuning job is not supported")
         base = self.base_tuning_job_name or (base_name_from_image(self.estimator.image_uri)
                                              if self.estimator.image_uri else "dogbreed")
-        name = job_name or name_from_base(base, max_length=MAX_TUNING_LENGTH, short=True)
+        name = names.validate(job_name or name_from_base(base, max_length=MAX_TUNING_LENGTH, short=True),
+                              "tuning job", MAX_TUNING_LENGTH)
         extra = {**self.estimator._record_extra(),
                  "sagemaker_static_hyperparameters": {k: str(v) for k, v in self.estimator.hyperparameters().items()
                                                       if k not in self._hyperparameter_ranges}}
