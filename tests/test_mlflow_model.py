@@ -33,3 +33,10 @@ def test_models_uri_loads_with_mlflow_pyfunc_and_predicts_like_evaluate(served_m
     top = model.predict(pd.DataFrame({"image": jpegs[:2]}), params={"top_k": 2})
     assert [labels[0] for labels in top["labels"]] == [probs.columns[i] for i in probs.to_numpy()[:2].argmax(1)]
     assert all(len(p) == 2 and p[0] >= p[1] for p in top["probabilities"])
+
+    # every training job's run holds the same MLflow model, registered or not
+    from dogbreed.jobs import records
+
+    run_model = mlflow.pyfunc.load_model(f"runs:/{records.load('serve-job').mlflow_run_id}/model")
+    assert np.allclose(run_model.predict(pd.DataFrame({"image": jpegs[:3]})).to_numpy(), probs.to_numpy()[:3],
+                       atol=1e-5)

@@ -176,12 +176,20 @@ def test_endpoint_cli_records_and_logs(endpoint):
     assert r.returncode == 2 and "no endpoint named 'nope'" in r.stderr
 
 
-def test_predict_cli_via_endpoint_and_model(endpoint, dogs_slice):
+def test_predict_cli_via_endpoint_and_model(endpoint, dogs_slice, tmp_path):
+    from PIL import Image
+
     pug = next(p for p in _photos(dogs_slice) if "pug" in p.parent.name)
-    via_ep = json.loads(run_cli("predict", str(pug), "--endpoint", endpoint.url, "--json").stdout)
-    via_model = json.loads(run_cli("predict", str(pug), "--model", "dogs5:1", "--json").stdout)
-    assert via_ep[0]["top_k"][0]["label"] == via_model[0]["top_k"][0]["label"] == "pug"
-    assert via_ep[0]["top_k"][0]["probability"] == pytest.approx(via_model[0]["top_k"][0]["probability"], abs=1e-4)
+    # The same photo as a 12-megapixel phone JPEG: the endpoint decodes it at reduced scale, `predict --model`
+    # through the same decoder; both must give the same answer.
+    phone = tmp_path / "pug-phone.jpg"
+    Image.open(pug).convert("RGB").resize((4000, 3000), Image.BICUBIC).save(phone, quality=90)
+    via_ep = json.loads(run_cli("predict", str(pug), str(phone), "--endpoint", endpoint.url, "--json").stdout)
+    via_model = json.loads(run_cli("predict", str(pug), str(phone), "--model", "dogs5:1", "--json").stdout)
+    for ep_answer, model_answer in zip(via_ep, via_model, strict=True):
+        assert ep_answer["top_k"][0]["label"] == model_answer["top_k"][0]["label"] == "pug"
+        assert ep_answer["top_k"][0]["probability"] == pytest.approx(model_answer["top_k"][0]["probability"],
+                                                                     abs=1e-4)
 
 
 def test_api_key(served_model, dogs_slice):

@@ -17,6 +17,8 @@ from dogbreed import predictor, serializers, session, tuner, utils  # noqa: E402
 from dogbreed import model  # noqa: E402,F401
 from dogbreed.amazon import amazon_estimator  # noqa: E402,F401
 from dogbreed.analytics import HyperparameterTuningJobAnalytics, TrainingJobAnalytics  # noqa: E402
+from dogbreed.data.check import check_dataset  # noqa: E402 - dogbreed's own: the data check before a job
+from dogbreed.jobs.logs_export import export_logs  # noqa: E402 - dogbreed's own: a job's logs to a bucket
 from dogbreed.estimator import Estimator  # noqa: E402
 from dogbreed.inputs import TrainingInput  # noqa: E402
 from dogbreed.model import Model  # noqa: E402
@@ -28,6 +30,7 @@ from dogbreed.tuner import HyperparameterTuner, WarmStartConfig, WarmStartTypes 
 __all__ = ["__version__", "Estimator", "HyperparameterTuner", "ContinuousParameter", "IntegerParameter",
            "CategoricalParameter", "WarmStartConfig", "WarmStartTypes", "TrainingInput", "Predictor", "Model",
            "Session", "get_execution_role", "HyperparameterTuningJobAnalytics", "TrainingJobAnalytics",
+           "check_dataset", "export_logs",
            # modules, as `sagemaker.<module>` attributes
            "amazon", "amazon_estimator", "analytics", "debugger", "deserializers", "estimator", "image_uris", "inputs",
            "model", "parameter", "predictor", "serializers", "session", "tuner", "utils"]
