@@ -42,6 +42,11 @@ def test_two_workers_reach_one_process_accuracy(dogs5, ray_cluster):
     assert (records.job_dir("dist-n2") / "model" / "model.safetensors").exists()
     assert "training on 2 workers" in (records.job_dir("dist-n2") / "train.log").read_text()
     assert len(r2.extra["worker_group_starts"]) == 1  # no restart
+    # the profiler's system usage covers every node
+    from dogbreed.debug.hooks import DebugData
+
+    usage = DebugData.load(records.job_dir("dist-n2") / "debug").system
+    assert {row["node"].split("@")[0] for row in usage} == {"worker-0", "worker-1"}
 
 
 def test_a_killed_worker_is_survived_from_the_last_checkpoint(dogs5, ray_cluster):

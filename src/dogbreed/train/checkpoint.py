@@ -118,9 +118,15 @@ def _plain(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def capture(trainer: Trainer, model: nn.Module, stages_done: dict[str, int]) -> Checkpoint:
-    """The trainer's state after its current epoch; `model` is the whole model (the trainer may train a part)."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+def trained_module(trainer: Trainer) -> nn.Module:
+    """What the stage trains (the head alone on cached features: a checkpoint of kilobytes, not the backbone's
+    megabytes), without a DistributedDataParallel wrapper."""
+    return getattr(trainer.model, "module", trainer.model)
+
+
+def capture(trainer: Trainer, stages_done: dict[str, int]) -> Checkpoint:
+    """The trainer's state after its current epoch."""
+    tensors = {f"model.{k}": v for k, v in trained_module(trainer).state_dict().items()}
     opt_state = trainer.optimizer.state_dict()
     plain_state: dict[str, dict[str, Any]] = {}
     for idx, values in opt_state["state"].items():
@@ -140,9 +146,9 @@ def capture(trainer: Trainer, model: nn.Module, stages_done: dict[str, int]) -> 
                       tensors, meta)
 
 
-def restore(trainer: Trainer, model: nn.Module, ckpt: Checkpoint) -> None:
+def restore(trainer: Trainer, ckpt: Checkpoint) -> None:
     """Puts a freshly built trainer of the same stage where the checkpoint left it."""
-    model.load_state_dict(ckpt.model_state())
+    trained_module(trainer).load_state_dict(ckpt.model_state())
     state: dict[Any, dict[str, Any]] = {}
     for key, value in ckpt.tensors.items():
         if key.startswith("optimizer."):
@@ -169,9 +175,8 @@ def restore(trainer: Trainer, model: nn.Module, ckpt: Checkpoint) -> None:
 class Checkpointer(Callback):
     """Writes a checkpoint every `frequency` epochs of a stage and after its last epoch (0: only then)."""
 
-    def __init__(self, store: CheckpointStore, model: nn.Module, frequency: int, stages_done: dict[str, int],
-                 writer: bool = True):
-        self.store, self.model, self.frequency = store, model, frequency
+    def __init__(self, store: CheckpointStore, frequency: int, stages_done: dict[str, int], writer: bool = True):
+        self.store, self.frequency = store, frequency
         self.stages_done = stages_done
         self.writer = writer  # in a data-parallel job only one worker writes
 
@@ -179,6 +184,6 @@ class Checkpointer(Callback):
         last = trainer.state.epoch >= trainer.config.epochs or trainer.state.stop_reason is not None
         if not self.writer or not (last or (self.frequency and trainer.state.epoch % self.frequency == 0)):
             return
-        ckpt = capture(trainer, self.model, self.stages_done)
+        ckpt = capture(trainer, self.stages_done)
         seq = self.store.save(ckpt)
         log.debug("checkpoint %d written: stage %s epoch %d", seq, ckpt.stage, ckpt.stage_epoch)

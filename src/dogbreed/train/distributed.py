@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -177,13 +178,19 @@ def worker_loop(config: dict[str, Any]) -> None:
         if len(starts) > 1:
             log.warning("job %s: worker group restarted (start %d), from epoch %d", spec.name, len(starts),
                         starts[-1]["from_epoch"])
-    debug = None
-    if group.is_main and spec.debugger is not None and spec.debugger.enabled:
+    debug, node_usage = None, None
+    if spec.debugger is not None and spec.debugger.enabled:
+        from dogbreed.debug.hooks import DebugData
         from dogbreed.debug.monitor import DebugSession
+        from dogbreed.debug.profiler import SystemSampler
 
-        debug = DebugSession(spec.debugger, job_dir)
-        debug.data.meta.update({"workers": group.size, "num_classes": len(data.class_folders)})
-        debug.start()
+        if group.is_main:  # tensors, steps and rules: the first worker's (every worker trains the same model)
+            debug = DebugSession(spec.debugger, job_dir)
+            debug.data.meta.update({"workers": group.size, "num_classes": len(data.class_folders)})
+            debug.start()
+        else:  # system usage: every node's, gathered into the job's debugger data at the end
+            node_usage = SystemSampler(DebugData(), spec.debugger.profiler_interval_ms)
+            node_usage.start()
     sink = RecordSink(spec.name, record.mlflow_run_id) if group.is_main else None
     deadline = record.start_time + spec.max_runtime_s if spec.max_runtime_s else None
 
@@ -203,6 +210,13 @@ def worker_loop(config: dict[str, Any]) -> None:
                             checkpoints=store, resume=resume, group=group)
     model, info = stages.run(data, model, imagenet_head, keep_head=initial_card is not None)
     images, seconds = group.sum([stages.data_wait.images, stages.data_wait.total_s])
+    if spec.debugger is not None and spec.debugger.enabled:
+        (node_usage or debug.sampler).stop()
+        samples = debug.data.system if debug is not None else node_usage.data.system
+        node = f"worker-{group.rank}@{socket.gethostname()}"
+        gathered = group.gather([{**row, "node": node} for row in samples])
+        if debug is not None:
+            debug.data.system[:] = [row for rows in gathered for row in rows]
     if not group.is_main:
         return
     calibration = info.get("calibration")

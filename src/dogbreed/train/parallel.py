@@ -9,6 +9,7 @@ because DistributedDataParallel needs every worker to take the same number of st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,15 +64,19 @@ class WorkerGroup:
         """True on every worker when it is true on one (a stop request seen by one stops all at the same epoch)."""
         return bool(self.sum([float(flag)])[0]) if self.size > 1 else flag
 
-    def gather_blocks(self, part: np.ndarray, n: int) -> np.ndarray:
-        """The whole array from every worker's `block`, in order."""
+    def gather(self, obj: Any) -> list[Any]:
+        """Every worker's `obj`, in rank order, on every worker."""
         if self.size == 1:
-            return part
+            return [obj]
         import torch.distributed as dist
 
-        parts: list[np.ndarray | None] = [None] * self.size
-        dist.all_gather_object(parts, part)
-        return np.concatenate([p for p in parts if p is not None])[:n]
+        parts: list[Any] = [None] * self.size
+        dist.all_gather_object(parts, obj)
+        return parts
+
+    def gather_blocks(self, part: np.ndarray, n: int) -> np.ndarray:
+        """The whole array from every worker's `block`, in order."""
+        return np.concatenate(self.gather(part))[:n] if self.size > 1 else part
 
 
 SINGLE = WorkerGroup()

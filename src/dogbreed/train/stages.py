@@ -56,21 +56,22 @@ class StagedTraining:
         self.checkpoints, self.resume = checkpoints, resume
         self.group = group  # data-parallel workers (dogbreed.train.distributed); a group of one otherwise
 
-    def _stage_callbacks(self, stage: str, model: nn.Module, stages_done: dict[str, int]) -> list[Callback]:
+    def _stage_callbacks(self, stage: str, stages_done: dict[str, int]) -> list[Callback]:
         """The job's callbacks for a stage, then the checkpoint writer (last: it saves what the others decided)."""
         cbs = self.callbacks_for(stage)
         if self.checkpoints is not None:
-            cbs.append(Checkpointer(self.checkpoints, model, self.hp.checkpoint_frequency, stages_done,
+            cbs.append(Checkpointer(self.checkpoints, self.hp.checkpoint_frequency, stages_done,
                                     writer=self.group.is_main))
         return cbs
 
-    def _restore_or_skip(self, trainer: Trainer, model: nn.Module) -> bool:
+    def _restore_or_skip(self, trainer: Trainer) -> bool:
         """Resuming: puts the stage's trainer where its checkpoint left it. False when the checkpoint is of a
-        later stage (this one had finished: its weights are in that checkpoint, so it is skipped)."""
+        later stage (this one had finished: what it trained is part of that stage's checkpoint, so it is
+        skipped)."""
         ckpt = self.resume
         if ckpt is None or ckpt.stage == trainer.config.stage:
             if ckpt is not None:
-                restore(trainer, model, ckpt)
+                restore(trainer, ckpt)
                 log.info("resumed stage %s after epoch %d from checkpoint %d", ckpt.stage, ckpt.stage_epoch,
                          ckpt.sequence)
             return True
@@ -154,8 +155,8 @@ class StagedTraining:
                                    precision_dtype="float32", device=self.device),
                 loss_fn=AnchoredLoss(head, anchor, hp.label_smoothing),
                 scheduler=make_scheduler(opt, hp, head_epochs), predict=mean_over_views(hp.use_flip),
-                callbacks=self._stage_callbacks("head", model, {}), sum_over_workers=group.sum)
-            if self._restore_or_skip(trainer, model):
+                callbacks=self._stage_callbacks("head", {}), sum_over_workers=group.sum)
+            if self._restore_or_skip(trainer):
                 trainer.fit()
                 epochs_done = len(trainer.state.history)
                 stopped = trainer.state.stop_reason
@@ -190,9 +191,9 @@ class StagedTraining:
                                    epoch_offset=epochs_done),
                 loss_fn=AnchoredLoss(model.get_classifier(), anchor, hp.label_smoothing),
                 scheduler=make_scheduler(opt, hp, hp.epochs), predict=flip_predict(hp.use_flip),
-                callbacks=[self.data_wait, *self._stage_callbacks("finetune", model, {"head": epochs_done})],
+                callbacks=[self.data_wait, *self._stage_callbacks("finetune", {"head": epochs_done})],
                 sum_over_workers=group.sum)
-            self._restore_or_skip(trainer, model)
+            self._restore_or_skip(trainer)
             trainer.fit()
             stopped = trainer.state.stop_reason
             features = {}  # the backbone changed: cached features no longer describe it
