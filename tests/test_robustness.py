@@ -363,3 +363,26 @@ def test_a_flood_of_bad_requests_never_blocks_on_an_unread_console(ep, photo):
                           headers={"Content-Type": "image/jpeg"}).status_code == 400
     assert ep.post(photo).status_code == 200
     assert "invocation refused (400)" in run_cli("logs", "ep-hostile").stdout
+
+
+def test_docs_need_the_key_and_the_key_can_come_from_the_environment(served_model, photo):
+    """`deploy --docs` with a key: the API's documentation is behind the key like everything else; the key given
+    as DOGBREED_API_KEY (never on the command line) is the one asked for."""
+    e = Endpoint("ep-docs", "dogs5", "--docs", env={"DOGBREED_API_KEY": "env-k3y"})
+    try:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            for headers in ({}, {"X-Api-Key": "wrong"}, {"Authorization": "Bearer env-k3"}):
+                r = httpx.get(e.url + path, headers=headers, timeout=BOUND)
+                _assert_4xx_json(r, f"{path} {headers}")
+                assert r.status_code == 401, (path, headers)
+            for headers in ({"X-Api-Key": "env-k3y"}, {"Authorization": "Bearer env-k3y"}):
+                r = httpx.get(e.url + path, headers=headers, timeout=BOUND)
+                assert r.status_code == 200, (path, headers, r.text[:200])
+        spec = httpx.get(e.url + "/openapi.json", headers={"X-Api-Key": "env-k3y"}, timeout=BOUND).json()
+        assert "/invocations" in spec["paths"]
+        assert "swagger" in httpx.get(e.url + "/docs", headers={"X-Api-Key": "env-k3y"}).text.lower()
+        assert e.post(photo).status_code == 401
+        assert e.post(photo, headers={"X-Api-Key": "env-k3y"}).status_code == 200
+        assert "env-k3y" not in " ".join(e.proc.args)  # the key never went on a command line
+    finally:
+        e.stop()

@@ -12,6 +12,9 @@ _said: set[str] = set()
 
 def say_once(message: str) -> None:
     if message not in _said:
+        from dogbreed.progress import ensure_visible_logs
+
+        ensure_visible_logs()  # said from a constructor, before any fit(): it must not fall on a silent logger
         _said.add(message)
         log.info("%s", message)
 

@@ -80,6 +80,10 @@ def build_parser() -> Parser:
 def configure_logging() -> None:
     from dogbreed.progress import ensure_visible_logs
 
+    # MLflow resets its own logger to INFO when it is imported (after this), and would print lines such as
+    # "INFO mlflow.store.db.utils: Creating initial MLflow database tables..." on a command's stderr; its warnings
+    # still show. A value the user set is kept.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     ensure_visible_logs()
 
 

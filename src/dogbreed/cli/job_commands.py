@@ -46,8 +46,11 @@ def add(sub: Any) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from dogbreed.jobs.records import list_records
+    from dogbreed.jobs.records import exists, list_records, load
 
+    if args.parent and not (exists(args.parent) and load(args.parent).kind == "tuning"):
+        # a typo would otherwise read "no jobs", as if the tuning job had no trials
+        raise UserError(f"no tuning job named {args.parent!r} (see `dogbreed jobs list --kind tuning`)")
     recs = list_records(kind=args.kind, parent=args.parent)
     if args.status:
         recs = [r for r in recs if r.status == args.status]
@@ -67,10 +70,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in recs:
         objective = r.metrics.get("validation:accuracy") if r.kind == "training" else r.extra.get(
             "best_objective_value")
+        n = trials.get(r.name)
         rows.append([r.name, r.kind, r.status, r.extra.get("backbone") or r.hyperparameters.get("backbone"),
-                     objective, r.metrics.get("test:accuracy"),
-                     f"{trials[r.name]} trials" if r.name in trials else "", fmt_time(r.start_time),
-                     round(r.elapsed_s, 1)])
+                     objective, r.metrics.get("test:accuracy"), f"{n} trial{'s' * (n != 1)}" if n else "",
+                     fmt_time(r.start_time), f"{r.elapsed_s:.1f}"])
     print(table(["NAME", "KIND", "STATUS", "BACKBONE", "VAL ACC", "TEST ACC", "TRIALS", "START", "SECONDS"], rows,
                 right=(4, 5, 8)))
     return 0
@@ -88,8 +91,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"kind:            {r.kind}" + (f" (trial of {r.parent})" if r.parent else ""))
     print(f"status:          {status}" + (f" ({r.failure_reason})" if r.failure_reason else ""))
     print(f"start / end:     {fmt_time(r.start_time)} / {fmt_time(r.end_time)} ({r.elapsed_s:.1f} s)")
-    print(f"data:            {r.data.get('location')} ({fmt(r.data.get('num_classes'))} classes, "
-          f"{fmt(r.data.get('num_training_samples'))} training images)")
+    counts = (f" ({fmt(r.data.get('num_classes'))} classes, {fmt(r.data.get('num_training_samples'))} training "
+              "images)" if r.data.get("num_classes") is not None else "")  # a tuning job: see its trials
+    print(f"data:            {fmt(r.data.get('location'))}{counts}")
     print(f"mlflow run:      {r.mlflow_run_id or '-'}")
     print(f"artifacts:       {job_dir(r.name)}")
     for warning in r.extra.get("preflight_warnings", []):

@@ -241,8 +241,9 @@ def upload(src: str, dest: str) -> int:
     source = Path(src)
     if not source.is_dir():
         raise UserError(f"data folder not found: {source}")
+    local = local_bucket_path(dest)  # s3:// of a bucket kept under the home (Session.upload_data): that folder
     try:
-        fs, target = fsspec.core.url_to_fs(dest)
+        fs, target = fsspec.core.url_to_fs(str(local) if local is not None else dest)
     except (ImportError, ValueError) as e:
         raise UserError(f"cannot open {dest}: {e}") from None
     files = [p for p in sorted(source.rglob("*")) if p.is_file()]

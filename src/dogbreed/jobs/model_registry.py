@@ -127,7 +127,8 @@ def set_alias(name: str, alias: str, version: str) -> ModelVersionInfo:
 def delete_alias(name: str, alias: str) -> None:
     from mlflow.exceptions import MlflowException
 
-    _registered(name)
+    if alias not in (getattr(_registered(name), "aliases", None) or {}):  # MLflow says nothing when it is absent
+        raise UserError(f"model {name!r} has no alias {alias!r}")
     try:
         _client().delete_registered_model_alias(name, alias)
     except MlflowException:

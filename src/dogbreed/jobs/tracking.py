@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ log = logging.getLogger("dogbreed")
 
 
 def client(uri: str | None = None) -> Any:
+    # MLflow sets its logger from this when first imported; its INFO lines ("Creating initial MLflow database
+    # tables...") would otherwise land in notebooks and on the CLI's stderr. A value the user set is kept.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from mlflow.tracking import MlflowClient
 
     uri = uri or tracking_uri()
