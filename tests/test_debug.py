@@ -16,7 +16,7 @@ from dogbreed.train.trainer import Callback
 
 TENSOR_RULES = {"VanishingGradient", "ExplodingTensor", "LossNotDecreasing", "Overfit", "Overtraining",
                 "PoorWeightInitialization", "DeadRelu", "SaturatedActivation", "WeightUpdateRatio", "ClassImbalance",
-                "StalledTraining"}
+                "StalledTraining", "AllZero", "UnchangedTensor", "TensorVariance", "CheckInputImages", "Confusion"}
 
 
 def _run(name, data, hp, callbacks=(), **debug):
@@ -77,10 +77,12 @@ def test_rule_action_stops_the_job(dogs_slice):
     assert len(rec.history) < 10
 
 
+FINE_TUNING = Hyperparameters(train_mode="last_blocks", trainable_blocks=1, head_epochs=2, epochs=1, mini_batch_size=16,
+                              learning_rate=1e-4)
+
+
 def test_fine_tuning_records_activations_and_step_split(dogs_slice):
-    hp = Hyperparameters(train_mode="last_blocks", trainable_blocks=1, head_epochs=2, epochs=1, mini_batch_size=16,
-                         learning_rate=1e-4)
-    rec, triggered = _run("dbg-ft", dogs_slice, hp, profile_steps="1-2")
+    rec, triggered = _run("dbg-ft", dogs_slice, FINE_TUNING, profile_steps="1-2")
     assert rec.status == "Completed"
     assert not (triggered & TENSOR_RULES), triggered
     import pandas as pd
@@ -150,16 +152,78 @@ def test_report_html_in_headless_chromium(dogs_slice, tmp_path):
     assert (tmp_path / "report.png").stat().st_size > 20000
 
 
-def test_tuning_report_compares_trials(dogs_slice, tmp_path):
+def _tuning_job(data):
     from dogbreed.tune.config import parse_tuning_config
     from dogbreed.tune.start import TuningJobSpec, start_tuning_job
 
-    cfg = {"strategy": "Random", "max_jobs": 2, "static_hyperparameters": {"epochs": 3},
-           "hyperparameter_ranges": {"learning_rate": {"min": 0.0001, "max": 0.01}}}
-    start_tuning_job(TuningJobSpec("dbg-tune", str(dogs_slice), parse_tuning_config(cfg)))
+    if not (records.job_dir("dbg-tune") / "job.json").exists():
+        cfg = {"strategy": "Random", "max_jobs": 2, "static_hyperparameters": {"epochs": 3},
+               "hyperparameter_ranges": {"learning_rate": {"min": 0.0001, "max": 0.01}}}
+        start_tuning_job(TuningJobSpec("dbg-tune", str(data), parse_tuning_config(cfg)))
+
+
+def test_tuning_report_compares_trials(dogs_slice, tmp_path):
+    _tuning_job(dogs_slice)
     r = run_cli("report", "dbg-tune", "--json")
     assert r.returncode == 0, r.stderr
     path = json.loads(r.stdout)["report"]
     assert "dbg-tune-000" in open(path).read() and "dbg-tune-001" in open(path).read()
     errors, widths = _open_in_chromium(path, tmp_path / "tune.png")
     assert errors == [] and len(widths) >= 2 and all(w > 100 for w in widths)
+
+
+# -- the profiler report's sections, on the jobs above (run again only when a test is picked alone) -------------
+
+REPORT_SECTIONS = ("Job summary", "Rules", "Loss and accuracy", "Step durations", "Step time breakdown", "Data loading",
+                   "System usage", "Framework metrics", "Gradient norms by layer", "Confusion matrix", "Final metrics")
+
+
+def _report(name, data, hp, **debug):
+    from dogbreed.debug.report import write_report
+
+    if not (records.job_dir(name) / "job.json").exists():
+        _run(name, data, hp, **debug)
+    return write_report(name).read_text()
+
+
+def test_report_sections_of_a_head_only_job(dogs_slice):
+    text = _report("dbg-sound", dogs_slice, Hyperparameters(epochs=10))
+    assert [f"<h2>{s}</h2>" in text for s in REPORT_SECTIONS] == [True] * len(REPORT_SECTIONS)
+    # Where the time went: the head trains on features extracted once, then the job evaluates and saves.
+    for phase in ("initialisation", "data preparation", "feature extraction", "training loop: head",
+                  "evaluation: head", "finalisation"):
+        assert f"<td>{phase}</td>" in text, phase
+    assert "p95 ms" in text and "p99 ms" in text and "outlier limit" in text  # step durations per stage
+    assert "<h3>node " in text and "CPU core 0" in text and "disk read" in text  # system usage per node
+    assert "no torch.profiler trace" in text and "--profile-steps" in text
+    assert 'alt="validation confusion matrix"' in text and 'alt="job phases on a timeline"' in text
+    assert "CheckInputImages" in text and "not judged here:" in text
+
+
+def test_report_sections_of_a_fine_tuning_job(dogs_slice):
+    text = _report("dbg-ft", dogs_slice, FINE_TUNING, profile_steps="1-2")
+    assert [f"<h2>{s}</h2>" in text for s in REPORT_SECTIONS] == [True] * len(REPORT_SECTIONS)
+    for phase in ("training loop: head", "between stages", "training loop: finetune", "evaluation: finetune"):
+        assert f"<td>{phase}</td>" in text, phase
+    # torch.profiler's trace of steps 1-2 of the unfrozen stage: operators, and forward against backward.
+    assert "Top operators by self time" in text and "<td>backward</td>" in text and "aten::" in text
+    # Layers go by the names timm gives them, in both stages, and steps count on across the stages.
+    import pandas as pd
+
+    t = pd.read_parquet(records.job_dir("dbg-ft") / "debug" / "tensors.parquet")
+    names = set(t[t.stat == "grad_norm"].name)
+    assert "classifier.weight" in names and any(n.startswith("blocks.") and ".conv_pw." in n for n in names)
+    assert not any(n[0].isdigit() or n.startswith("model.") for n in names), names
+    steps = pd.read_parquet(records.job_dir("dbg-ft") / "debug" / "steps.parquet")
+    assert steps.step.is_unique
+    assert steps[steps.stage == "finetune"].step.min() > steps[steps.stage == "head"].step.max()
+
+
+def test_report_of_a_tuning_job_compares_trials_step_by_step(dogs_slice):
+    _tuning_job(dogs_slice)
+    from dogbreed.debug.report import write_report
+
+    text = write_report("dbg-tune").read_text()
+    assert "<h2>Trials compared step by step</h2>" in text and 'alt="training loss by step, every trial"' in text
+    # The two trials share seed and batches: the first loss (before any update) agrees, the second does not.
+    assert "IssuesFound" in text and "first at step 2: loss" in text

@@ -65,7 +65,7 @@ def test_each_preset_learns_real_breeds_and_records_its_recipe(preset_jobs, pres
     card = load_card(job_dir(rec.name) / "model")
     assert card.preset == preset and card.backbone == PRESETS[preset]["backbone"]
     assert card.test_time_flip == PRESETS[preset]["test_time_flip"]
-    assert card.calibration["holdout_photos"] >= 5 and 0.3 <= card.temperature <= 3.0
+    assert card.calibration["holdout_photos"] >= 5 and 0.05 <= card.temperature <= 20.0
     assert card.not_a_dog["threshold"] > 0 and card.uncertain_below > 0
     for split in ("holdout", "validation", "test"):
         assert f"{split}:ece" in rec.metrics and f"{split}:ece_uncalibrated" in rec.metrics

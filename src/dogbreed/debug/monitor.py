@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dogbreed.config import UserError
-from dogbreed.debug.hooks import DebugData, TensorRecorder
+from dogbreed.debug.hooks import ClassRecorder, DebugData, StepTimer, TensorRecorder
 from dogbreed.debug.profiler import SystemSampler, TorchTrace
 from dogbreed.debug.rules import RuleConfig, RuleResult, default_rules, evaluate_all, parse_rule
 from dogbreed.train.trainer import Callback, Trainer
@@ -77,10 +79,13 @@ class DebugSession:
     def __init__(self, config: DebuggerConfig, job_dir: Path):
         config.validate()
         self.config, self.dir = config, job_dir / "debug"
-        self.data = DebugData(meta={"job_start": time.time()})
+        self.data = DebugData(meta={"job_start": time.time(), "host": socket.gethostname(),
+                                    "cpu_count": os.cpu_count()})
         self.rules = config.rule_configs()
         self.triggered: set[str] = set()
         self.recorder = TensorRecorder(self.data, config.interval)
+        self.timer = StepTimer(self.data)
+        self.classes = ClassRecorder(self.data)
         self.sampler = SystemSampler(self.data, config.profiler_interval_ms)
         window = config.trace_window()
         self.trace = TorchTrace(window[0], window[1], job_dir / "profiler" / "trace.json") if window else None
@@ -88,8 +93,13 @@ class DebugSession:
     def start(self) -> None:
         self.sampler.start()
 
+    def mark(self, event: str) -> None:
+        """A point of the job's timeline the report's job summary splits at (`data_ready`: the data is decoded
+        and checked)."""
+        self.data.meta.setdefault(event, time.time())
+
     def callbacks(self, stage: str) -> list[Callback]:
-        cbs: list[Callback] = [self.recorder, RuleRunner(self)]
+        cbs: list[Callback] = [self.timer, self.recorder, self.classes, RuleRunner(self)]
         if self.trace is not None and stage == "finetune":
             cbs.append(self.trace)
         return cbs

@@ -26,7 +26,7 @@ DOG_THRESHOLD_RANGE = (0.02, 0.3)
 UNCERTAIN_RANGE = (0.25, 0.75)
 # Temperatures outside this range only fit noise: a small held-out part that the head gets all right would
 # otherwise drive T towards 0 (every answer certain).
-TEMPERATURE_RANGE = (0.3, 3.0)
+TEMPERATURE_RANGE = (0.05, 20.0)  # wide: a head shrunk by heavy weight decay needs T far below 0.3
 
 
 def view_probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -45,7 +45,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     logits, labels = logits.float(), labels.long()
     grid = np.exp(np.linspace(np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1]), 41))
     best = min(grid, key=lambda t: nll(view_probabilities(logits, t), labels))
-    fine = np.clip(best * np.exp(np.linspace(-0.06, 0.06, 13)), *TEMPERATURE_RANGE)
+    fine = np.clip(best * np.exp(np.linspace(-0.08, 0.08, 17)), *TEMPERATURE_RANGE)  # the coarse step is 16%
     return float(min(fine, key=lambda t: nll(view_probabilities(logits, t), labels)))
 
 

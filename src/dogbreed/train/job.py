@@ -231,6 +231,8 @@ def run_training_job(spec: TrainingJobSpec, callbacks: list[Callback] | None = N
                                            parent_run_id=spec.parent_run_id)
                 job.update(mlflow_run_id=run_id)
             data = prepare_data(spec.data, hp, backbone, spec.on_bad_file, spec.progress, job.check)
+            if job.debug is not None:
+                job.debug.mark("data_ready")
             _record_data(job, data)
             stages = StagedTraining(hp, backbone, device, job.callbacks, spec.progress, job.check,
                                     initial_weights=start.initial_card.weights_sha256 if start.initial_card else None,
