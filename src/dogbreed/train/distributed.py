@@ -187,6 +187,7 @@ def worker_loop(config: dict[str, Any]) -> None:
         if group.is_main:  # tensors, steps and rules: the first worker's (every worker trains the same model)
             debug = DebugSession(spec.debugger, job_dir)
             debug.data.meta.update({"workers": group.size, "num_classes": len(data.class_folders)})
+            debug.mark("data_ready")
             debug.start()
         else:  # system usage: every node's, gathered into the job's debugger data at the end
             node_usage = SystemSampler(DebugData(), spec.debugger.profiler_interval_ms)
