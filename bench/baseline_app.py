@@ -21,7 +21,9 @@ from safetensors.torch import load_file
 model_dir = Path(os.environ["BASELINE_MODEL_DIR"])
 card = json.loads((model_dir / "model.json").read_text())
 model = timm.create_model(card["timm_name"], num_classes=len(card["class_folders"]))
-model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
+# dogbreed's model also keeps the backbone's ImageNet classifier (its not-a-dog score): a plain endpoint has none
+model.load_state_dict({k: v for k, v in load_file(str(model_dir / "model.safetensors")).items()
+                       if not k.startswith("imagenet_head.")})
 model.eval()
 prep = card["preprocessing"]
 transform = timm.data.create_transform(input_size=(3, prep["input_size"], prep["input_size"]), mean=prep["mean"],
