@@ -27,7 +27,7 @@ FINETUNE = ["--preset", "fast", "--train_mode", "last_blocks", "--trainable_bloc
 
 @pytest.fixture(scope="module")
 def dogs4(tmp_path_factory):
-    return make_slice(tmp_path_factory.mktemp("dogs4ckpt"), SLICE_CLASSES[:4], 16, 6)
+    return make_slice(tmp_path_factory.mktemp("dogs4ckpt"), SLICE_CLASSES[:4], 10, 4)
 
 
 def _history(name):

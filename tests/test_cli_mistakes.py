@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,8 @@ def test_a_reader_that_leaves_early_is_no_error(dogbreed_home):
         (dogbreed_home / "jobs" / f"pipe-{i:02d}").mkdir(parents=True, exist_ok=True)
         from dogbreed.jobs.records import JobRecord, save
 
-        save(JobRecord(name=f"pipe-{i:02d}", status="Completed", end_time=1.0, owner=None))
+        now = time.time()  # a real job's times: other tests list these records too
+        save(JobRecord(name=f"pipe-{i:02d}", status="Completed", start_time=now - 10, end_time=now, owner=None))
     r = subprocess.run(f"{sys.executable} -m dogbreed.cli jobs list --json | head -1", shell=True,
                        capture_output=True, text=True, env=os.environ.copy())
     assert r.stdout.strip() == "[" and r.stderr == "", r.stderr
