@@ -48,6 +48,7 @@ def main() -> None:
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     results.setdefault("runs", {})
+    correct_by_config: dict[str, np.ndarray] = {}  # per held-out photo, for the paired comparison
     results["setup"] = {"breeds": len(classes), "photos": len(keep), "holdout_fraction": 0.25,
                         "data": args.data, "split": "train/ only"}
     for config in args.configs.split(","):
@@ -64,7 +65,8 @@ def main() -> None:
         pairs = [(c, readable_label(c)) for c in classes]
         run = {"extract_s": round(extract_s, 1), "views": list(views), "n_fit": int((~held).sum()),
                "n_holdout": int(held.sum())}
-        run["heads"] = score_heads(vf.features, cached.labels, held, imagenet_head, pairs)
+        run["heads"] = score_heads(vf.features, cached.labels, held, imagenet_head, pairs, correct_by_config,
+                                   config)
         if args.finetune_epochs:
             run["finetune_last_block"] = finetune_last_block(model, vf, cached.labels, held, imagenet_head, pairs,
                                                              args.finetune_epochs)
@@ -72,7 +74,26 @@ def main() -> None:
         print(config, json.dumps(run, indent=1), flush=True)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=1))
+    if len(correct_by_config) > 1:
+        results["paired"] = paired_differences(correct_by_config)
+        print(json.dumps(results["paired"], indent=1))
+        out_path.write_text(json.dumps(results, indent=1))
     print(f"wrote {out_path}")
+
+
+def paired_differences(correct: dict[str, np.ndarray]) -> dict:
+    """Top-1 differences between configs on the same held-out photos, with their standard error (the photos are
+    paired, so the noise of which photos were held out cancels): a difference under two standard errors is noise."""
+    names = list(correct)
+    out = {"how": "head anchor 0.1 on centre + mirror features, served views as named; difference of held-out "
+                  "top-1 (later minus first config) and its paired standard error"}
+    base = names[0]
+    for name in names[1:]:
+        d = correct[name].astype(float) - correct[base].astype(float)
+        out[f"{name} - {base}"] = {"difference": round(float(d.mean()), 4),
+                                   "standard_error": round(float(d.std(ddof=1) / np.sqrt(len(d))), 4),
+                                   "photos_won": int((d > 0).sum()), "photos_lost": int((d < 0).sum())}
+    return out
 
 
 def fit_head(feats, labels, imagenet_head, pairs, *, anchor=0.1, epochs=10, lr=1e-3, smoothing=0.1, seed=0,
@@ -110,7 +131,7 @@ def scores(head, feats, labels):
             "nll_center": round(float(torch.nn.functional.nll_loss(p0.clamp_min(1e-12).log(), y)), 4)}
 
 
-def score_heads(features, labels, held, imagenet_head, pairs):
+def score_heads(features, labels, held, imagenet_head, pairs, correct_by_config=None, config=""):
     fit, hold = features[~held], features[held][:, :2]
     fy, hy = labels[~held], labels[held]
     out = {}
@@ -136,6 +157,12 @@ def score_heads(features, labels, held, imagenet_head, pairs):
         t = time.perf_counter()
         head = fit_head(np.ascontiguousarray(f), fy, imagenet_head, pairs, **v)
         out[name] = {**scores(head, hold, hy), "fit_s": round(time.perf_counter() - t, 1)}
+        if name == "centerflip_anchor0.1" and correct_by_config is not None:
+            x = torch.from_numpy(np.ascontiguousarray(hold))
+            with torch.no_grad():
+                center, both = head(x[:, 0]), head(x[:, 0]).softmax(-1) + head(x[:, 1]).softmax(-1)
+            correct_by_config[f"{config} one view"] = (center.argmax(1) == torch.from_numpy(hy)).numpy()
+            correct_by_config[f"{config} with flip"] = (both.argmax(1) == torch.from_numpy(hy)).numpy()
         print(name, out[name], flush=True)
     return out
 

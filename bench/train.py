@@ -210,8 +210,11 @@ def main() -> None:
 
 
 def write(results: dict, out: str) -> None:
+    """Writes the figures of this run over the file's earlier ones (a --skip-throughput run keeps the throughput
+    figures of the last full run)."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
+    results = {**(json.loads(path.read_text()) if path.exists() else {}), **results}
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     path.write_text(json.dumps(results, indent=1))
     print(f"wrote {path}")

@@ -6,7 +6,6 @@ the dog photos are the shared Stanford photos, of all 120 breeds, none of them s
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 

@@ -6,9 +6,6 @@ import base64
 import io
 import json
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx

@@ -20,13 +20,20 @@ def _stat(data: DebugData, stat: str) -> list[dict[str, Any]]:
     return [r for r in data.tensors if r["stat"] == stat]
 
 
-def _layers_over(data: DebugData, stat: str, threshold: float) -> tuple[dict[str, float], list[str], int | None]:
-    """Per-layer values of `stat` at the last step that recorded it, the layers at or over `threshold`, and that
-    step."""
+def _layer_share_finding(data: DebugData, stat: str, threshold: float, max_layer_fraction: float, layer_kind: str,
+                         condition: str) -> Finding:
+    """A verdict on the share of layers whose `stat` is at or over `threshold` at the last step that recorded it:
+    a violation when more than `max_layer_fraction` of them are."""
     rows = _stat(data, stat)
-    last_step = max((r["step"] for r in rows), default=None)
-    layers = {r["name"]: r["value"] for r in rows if r["step"] == last_step}
-    return layers, sorted(n for n, v in layers.items() if v >= threshold), last_step
+    step = max((r["step"] for r in rows), default=None)
+    layers = {r["name"]: r["value"] for r in rows if r["step"] == step}
+    if not layers:
+        return Finding(0, 0, f"no {layer_kind} layers recorded", ())
+    over = sorted(n for n, v in layers.items() if v >= threshold)
+    bad = len(over) / len(layers) > max_layer_fraction
+    return Finding(len(over) if bad else 0, len(layers),
+                   f"{len(over)} of {len(layers)} {layer_kind} layers {condition} for >= {threshold:.0%} of units at "
+                   f"step {step}" + (f" ({', '.join(over[:5])})" if over else ""), (step,))
 
 
 def _examples(rows: list[dict[str, Any]], n: int = 3) -> str:
@@ -284,12 +291,8 @@ class DeadRelu(Rule):
     max_dead_layer_fraction: float = 0.25
 
     def check(self, data: DebugData) -> Finding:
-        layers, dead, step = _layers_over(data, "activation_zero_fraction", self.threshold)
-        bad = layers and len(dead) / len(layers) > self.max_dead_layer_fraction
-        return Finding(len(dead) if bad else 0, len(layers),
-                       f"{len(dead)} of {len(layers)} activation layers output zeros for >= {self.threshold:.0%} of "
-                       f"units at step {step}" + (f" ({', '.join(dead[:5])})" if dead else "") if layers
-                       else "no activation layers recorded", (step,) if step is not None else ())
+        return _layer_share_finding(data, "activation_zero_fraction", self.threshold, self.max_dead_layer_fraction,
+                                    "activation", "output zeros")
 
 
 @dataclass
@@ -301,12 +304,8 @@ class SaturatedActivation(Rule):
     max_saturated_layer_fraction: float = 0.25
 
     def check(self, data: DebugData) -> Finding:
-        layers, sat, step = _layers_over(data, "activation_saturated_fraction", self.threshold)
-        bad = layers and len(sat) / len(layers) > self.max_saturated_layer_fraction
-        return Finding(len(sat) if bad else 0, len(layers),
-                       f"{len(sat)} of {len(layers)} saturating layers have >= {self.threshold:.0%} of units at a "
-                       f"limit at step {step}" + (f" ({', '.join(sat[:5])})" if sat else "") if layers
-                       else "no saturating activation layers recorded", (step,) if step is not None else ())
+        return _layer_share_finding(data, "activation_saturated_fraction", self.threshold,
+                                    self.max_saturated_layer_fraction, "saturating activation", "sit at a limit")
 
 
 @dataclass
