@@ -1,13 +1,18 @@
 """Serving benchmark, a bounded load from loopback: dogbreed's endpoint against a plain FastAPI + PyTorch endpoint.
 
     .venv/bin/python bench/serve.py [--seconds 15]
+    .venv/bin/python bench/serve.py --presets fast,balanced,best   # -> bench/results/serve_presets.json
 
-All serve the same trained model (a 10-breed head on EfficientNet-Lite0), on the shared 224-pixel photos and on
-12-megapixel phone-size JPEGs made from them. Baselines: a plain FastAPI + PyTorch endpoint with a full decode and
+All serve the same trained model (a 10-breed head, the default preset's backbone), on the shared 224-pixel photos and
+on 12-megapixel phone-size JPEGs made from them. Baselines: a plain FastAPI + PyTorch endpoint with a full decode and
 timm's transform, once with the mirror view averaged in (two passes: the same outputs as a flip model) and once
 with one forward pass per request. Figures: p50/p99 latency with one client, throughput with 8 (and 32) concurrent
 clients, errors, and the endpoint's p50 overhead over the bare model call (decode + predict in-process).
 Writes bench/results/serve.json.
+
+With --presets, each quality preset's model (same slice, same photos) is served by dogbreed's endpoint in turn, and
+its throughput at 8 clients is compared with the `fast` preset's endpoint (EfficientNet-Lite0 with test-time flip,
+the endpoint the presets' serving target is set against: at most 1.3x its time per request).
 """
 
 from __future__ import annotations
@@ -112,7 +117,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--max-requests", type=int, default=600)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "serve.json"))
+    ap.add_argument("--presets", help="compare these presets' endpoints instead (writes serve_presets.json)")
     args = ap.parse_args()
+    if args.presets:
+        return compare_presets(args)
     home = tempfile.mkdtemp(prefix="dogbreed-bench-")
     os.environ["DOGBREED_HOME"] = home
     sys.path.insert(0, str(REPO / "tests"))
@@ -129,8 +137,7 @@ def main() -> None:
     rec = run_training_job(TrainingJobSpec("bench-serve", str(root), Hyperparameters(epochs=2), track=False,
                                            progress=False))
     model_dir = job_dir("bench-serve") / "model"
-    photo_sets = {"photos_224": [p.read_bytes() for p in sorted((Path(args.data) / "valid").rglob("*.jpg"))[:64]]}
-    photo_sets["photos_phone_4000x3000"] = [phone_size(p) for p in photo_sets["photos_224"][:16]]
+    photo_sets = serve_photo_sets(Path(args.data))
 
     api = BreedClassifierAPI(model_dir).setup()
     results: dict = {"model": rec.name, "serving_flip": api.card.test_time_flip,
@@ -194,6 +201,64 @@ def main() -> None:
     print(json.dumps(ratios, indent=1), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
+
+
+def serve_photo_sets(data: Path) -> dict[str, list[bytes]]:
+    photo_sets = {"photos_224": [p.read_bytes() for p in sorted((data / "valid").rglob("*.jpg"))[:64]]}
+    photo_sets["photos_phone_4000x3000"] = [phone_size(p) for p in photo_sets["photos_224"][:16]]
+    return photo_sets
+
+
+def compare_presets(args: argparse.Namespace) -> None:
+    """Each preset's model behind dogbreed's endpoint, one after another, at 8 clients on both photo sets."""
+    os.environ["DOGBREED_HOME"] = tempfile.mkdtemp(prefix="dogbreed-bench-")
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import make_slice
+
+    from dogbreed.config import Hyperparameters
+    from dogbreed.serve.deploy import free_port
+    from dogbreed.train.job import TrainingJobSpec, run_training_job
+
+    data = Path(args.data)
+    classes = tuple(sorted(p.name for p in (data / "train").iterdir())[:10])
+    root = make_slice(Path(tempfile.mkdtemp()) / "slice", classes, 10, 4)
+    photo_sets = serve_photo_sets(data)
+    presets = args.presets.split(",")
+    results: dict = {"how": "each preset's model (10 breeds) behind `dogbreed deploy`, served in turn; throughput "
+                            "at 8 clients; time per request against the fast preset's endpoint", "presets": {}}
+    for preset in presets:
+        rec = run_training_job(TrainingJobSpec(f"serve-{preset}", str(root), Hyperparameters(preset=preset, epochs=2),
+                                               track=False, progress=False))
+        assert rec.status == "Completed", rec.failure_reason
+    for preset in presets:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "dogbreed.cli", "deploy", "--model", f"job:serve-{preset}",
+                                 "--endpoint-name", f"bench-{preset}", "--port", str(port)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc)
+            results["presets"][preset] = {set_name: bench_server(url, photos, args.seconds, args.max_requests, (8,))
+                                          for set_name, photos in photo_sets.items()}
+            print(preset, json.dumps(results["presets"][preset]), flush=True)
+        finally:
+            subprocess.run([sys.executable, "-m", "dogbreed.cli", "endpoints", "delete", f"bench-{preset}"],
+                           capture_output=True)
+            proc.terminate()
+            proc.wait(timeout=30)
+    if "fast" in presets:
+        fast = results["presets"]["fast"]
+        results["time_per_request_vs_fast"] = {
+            preset: {set_name: round(fast[set_name]["clients_8"]["throughput_rps"] /
+                                     results["presets"][preset][set_name]["clients_8"]["throughput_rps"], 3)
+                     for set_name in photo_sets} for preset in presets}
+        results["target"] = "<= 1.3 for every preset"
+    results["errors_total"] = sum(v["errors"] for r in results["presets"].values() for s in r.values()
+                                  for v in s.values())
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(json.dumps(results.get("time_per_request_vs_fast"), indent=1), flush=True)
+    out = Path(args.out).with_name("serve_presets.json")
+    out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -108,9 +108,9 @@ def last_block_stage(model: nn.Module, data: Any, features: dict[str, np.ndarray
                      imagenet_head: Any, hp: Hyperparameters, epochs: int, epoch_offset: int,
                      callbacks: list[Callback], view_features: Callable[[nn.Module, Any, str], ViewFeatures],
                      device: str) -> tuple[torch.Tensor, np.ndarray, str | None]:
-    """The `best` preset's fine-tuning of the last block on its cached input, after the head. It trains without
-    the held-out photos, which then give the calibration its logits; the dog score keeps reading the frozen
-    backbone (a frozen copy of the tuned layers is kept for it). `features` of the evaluation splits are
+    """Fine-tuning of the last block on its cached input after the head (`last_block_epochs`; in no preset). It
+    trains without the held-out photos, which then give the calibration its logits; the dog score keeps reading the
+    frozen backbone (a frozen copy of the tuned layers is kept for it). `features` of the evaluation splits are
     replaced by the tuned model's. Returns (held-out logits, dog scores of train/, stop reason)."""
     from dogbreed.train.partial_features import finetune_last_block, refeaturize
 

@@ -206,7 +206,7 @@ class StagedTraining:
         return model, info
 
     def _view_features(self, model: nn.Module, data: PreparedData, name: str) -> Any:
-        """A split's cached views with the last block's input (the `best` preset's fine-tuning reads them)."""
+        """A split's cached views with the last block's input (`last_block_epochs` fine-tuning reads them)."""
         split = data.splits[name]
         with progress(len(split.labels), f"features {name}", self.show_progress) as tick:
             return presets.split_view_features(model, split, name == "train", self.backbone.preprocessing,
