@@ -199,6 +199,14 @@ def test_tuning_plots_best_so_far_and_too_few_trials(tuning_job, monkeypatch, tm
         [line] = [ln for ln in figures[f"{objective_type}.png"].axes[0].lines if ln.get_label() == "best so far"]
         assert list(line.get_xdata()) == [0, 1, 2, 3, 4] and list(line.get_ydata()) == want, objective_type
 
+    # Trials all at 100% accuracy: the axis stops at 100% (matplotlib alone draws 96% to 104%).
+    assert "accuracy" in config.objective_metric
+    perfect = [{"_number": n, "FinalObjectiveValue": 1.0, "TrainingJobStatus": "Completed"} for n in range(3)]
+    analytics._plot_objective(perfect, config, "perfect", tmp_path / "perfect.png")
+    axis = figures["perfect.png"].axes[0]
+    assert axis.get_ylim()[1] <= 1.06 and max(axis.get_yticks()) <= 1.0
+    assert all(label.get_text().endswith("%") for label in axis.get_yticklabels())
+
     # A tiny finished study with varied values: bars are drawn, and the title still warns below 10 trials.
     def study_of(n: int) -> optuna.Study:
         s = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))

@@ -24,6 +24,7 @@ from dogbreed.debug import analysis
 from dogbreed.debug.hooks import DebugData
 from dogbreed.debug.monitor import load_results
 from dogbreed.jobs import records
+from dogbreed.plots import accuracy_axis
 
 log = logging.getLogger("dogbreed")
 
@@ -83,24 +84,6 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     body = "".join("<tr>" + "".join(f'<td class="n">{_fmt(v)}</td>' if _numeric(v) else
                                     f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _accuracy_axis(ax: Any, values: list[float]) -> None:
-    """An axis of accuracies (fractions) in percent that stops at 100%: a run at 1.0 throughout would otherwise get
-    matplotlib's axis from 0.96 to 1.04, reading as accuracies above 100%."""
-    from matplotlib.ticker import PercentFormatter
-
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values or not 0 <= min(values) <= max(values) <= 1:
-        return
-    lo = min(values)
-    bottom = max(0.0, lo - max(0.05, 0.1 * (1 - lo)))
-    top = 1.0 + 0.06 * (1.0 - bottom)  # a line at 100% stays clear of the frame
-    ax.set_ylim(bottom, top)
-    ticks = [t for t in ax.get_yticks() if bottom - 1e-9 <= t <= 1.0 + 1e-9]
-    ax.set_yticks(ticks)
-    fine = len(ticks) > 1 and ticks[1] - ticks[0] < 0.01 - 1e-9
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1 if fine else 0))
 
 
 def _muted(text: str) -> str:
@@ -196,7 +179,7 @@ def _curves(history: list[dict[str, Any]]) -> str:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], label=split, **marker, **style)
                 shown += [p[1] for p in pts]
         if key == "accuracy":
-            _accuracy_axis(ax, shown)
+            accuracy_axis(ax, shown)
         for x, stage in switches:  # named at the top of the loss, the foot of the accuracy: clear of the curves
             ax.axvline(x, color="grey", linestyle="--", linewidth=1)
             ax.annotate(stage, (x, 1 if key == "loss" else 0), xycoords=("data", "axes fraction"),
@@ -491,7 +474,7 @@ def tuning_report(name: str) -> str:
     ax.set_ylabel(config.objective_metric)
     _integer_ticks(ax)
     if "accuracy" in config.objective_metric:
-        _accuracy_axis(ax, [y for line in ax.get_lines() for y in line.get_ydata()])
+        accuracy_axis(ax, [y for line in ax.get_lines() for y in line.get_ydata()])
     ax.legend(fontsize=7, ncol=3)
     curves = _img(fig, "objective per epoch, every trial")
     cols = columns(config)

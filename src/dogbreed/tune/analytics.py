@@ -104,7 +104,7 @@ def write_reports(name: str) -> list[Path]:
 
 def _plot_objective(rows: list[dict[str, Any]], config: TuningConfig, name: str, path: Path) -> None:
     """Each trial's objective by trial number, coloured by status, with the best so far as a step line."""
-    from dogbreed.plots import new_figure, save
+    from dogbreed.plots import accuracy_axis, new_figure, save
 
     pts = sorted((r["_number"], r["FinalObjectiveValue"], r["TrainingJobStatus"]) for r in rows
                  if r["FinalObjectiveValue"] is not None)
@@ -126,6 +126,8 @@ def _plot_objective(rows: list[dict[str, Any]], config: TuningConfig, name: str,
     ax.set_xlabel("trial number")
     ax.set_ylabel(f"FinalObjectiveValue ({config.objective_metric})")
     ax.xaxis.get_major_locator().set_params(integer=True)
+    if "accuracy" in config.objective_metric:  # trials all at 100% would get an axis from 96% to 104%
+        accuracy_axis(ax, [p[1] for p in pts])
     ax.set_title(f"tuning job {name}")
     if pts:
         ax.legend()
