@@ -160,7 +160,8 @@ def score_heads(features, labels, held, imagenet_head, pairs, correct_by_config=
         if name == "centerflip_anchor0.1" and correct_by_config is not None:
             x = torch.from_numpy(np.ascontiguousarray(hold))
             with torch.no_grad():
-                center, both = head(x[:, 0]), head(x[:, 0]).softmax(-1) + head(x[:, 1]).softmax(-1)
+                center = head(x[:, 0])
+                both = center.softmax(-1) + head(x[:, 1]).softmax(-1)
             correct_by_config[f"{config} one view"] = (center.argmax(1) == torch.from_numpy(hy)).numpy()
             correct_by_config[f"{config} with flip"] = (both.argmax(1) == torch.from_numpy(hy)).numpy()
         print(name, out[name], flush=True)
