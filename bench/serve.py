@@ -25,8 +25,10 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
+from typing import Iterator
 
 import httpx
 import numpy as np
@@ -103,6 +105,27 @@ def phone_size(photo: bytes, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+@contextmanager
+def running_server(cmd: list[str], env: dict, endpoint: str | None = None) -> Iterator[str]:
+    """Starts `cmd` ("{port}" filled in with a free port), waits until it answers /ping and yields its URL; at the
+    end deletes the dogbreed endpoint named `endpoint`, if any, and stops the process."""
+    from dogbreed.serve.deploy import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([c.replace("{port}", str(port)) for c in cmd], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        if endpoint:
+            subprocess.run([sys.executable, "-m", "dogbreed.cli", "endpoints", "delete", endpoint],
+                           capture_output=True, env=env)
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def bench_server(url: str, photos: list[bytes], seconds: float, max_requests: int, clients: tuple[int, ...]) -> dict:
     single_client(url, photos, 5)  # warm-up
     r = {"single_client": single_client(url, photos, 40)}
@@ -128,7 +151,6 @@ def main() -> None:
 
     from dogbreed.config import Hyperparameters
     from dogbreed.serve.api import BreedClassifierAPI
-    from dogbreed.serve.deploy import free_port
     from dogbreed.train.job import TrainingJobSpec, run_training_job
     from dogbreed.jobs.records import job_dir
 
@@ -161,23 +183,12 @@ def main() -> None:
         "baseline_single_pass": (baseline, {"BASELINE_FLIP": "0"}),  # one forward pass, full decode
     }
     for name, (cmd, extra_env) in servers.items():
-        port = free_port()
-        proc = subprocess.Popen([c.replace("{port}", str(port)) for c in cmd], cwd=REPO, env={**env, **extra_env},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url, proc)
+        with running_server(cmd, {**env, **extra_env}, "bench" if name == "dogbreed" else None) as url:
             results[name] = {
                 set_name: bench_server(url, photos, args.seconds, args.max_requests,
                                        (8, 32) if set_name == "photos_224" else (8,))
                 for set_name, photos in photo_sets.items()}
             print(name, json.dumps(results[name]), flush=True)
-        finally:
-            if name == "dogbreed":
-                subprocess.run([sys.executable, "-m", "dogbreed.cli", "endpoints", "delete", "bench"],
-                               capture_output=True, env=env)
-            proc.terminate()
-            proc.wait(timeout=30)
     d = results["dogbreed"]
     ratios = {}
     for set_name in photo_sets:
@@ -216,7 +227,6 @@ def compare_presets(args: argparse.Namespace) -> None:
     from conftest import make_slice
 
     from dogbreed.config import Hyperparameters
-    from dogbreed.serve.deploy import free_port
     from dogbreed.train.job import TrainingJobSpec, run_training_job
 
     data = Path(args.data)
@@ -231,21 +241,12 @@ def compare_presets(args: argparse.Namespace) -> None:
                                                track=False, progress=False))
         assert rec.status == "Completed", rec.failure_reason
     for preset in presets:
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "dogbreed.cli", "deploy", "--model", f"job:serve-{preset}",
-                                 "--endpoint-name", f"bench-{preset}", "--port", str(port)], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url, proc)
+        cmd = [sys.executable, "-m", "dogbreed.cli", "deploy", "--model", f"job:serve-{preset}", "--endpoint-name",
+               f"bench-{preset}", "--port", "{port}"]
+        with running_server(cmd, dict(os.environ), f"bench-{preset}") as url:
             results["presets"][preset] = {set_name: bench_server(url, photos, args.seconds, args.max_requests, (8,))
                                           for set_name, photos in photo_sets.items()}
             print(preset, json.dumps(results["presets"][preset]), flush=True)
-        finally:
-            subprocess.run([sys.executable, "-m", "dogbreed.cli", "endpoints", "delete", f"bench-{preset}"],
-                           capture_output=True)
-            proc.terminate()
-            proc.wait(timeout=30)
     if "fast" in presets:
         fast = results["presets"]["fast"]
         results["time_per_request_vs_fast"] = {

@@ -89,13 +89,13 @@ def run_load(url: str, photos: list[bytes], hostile: list[tuple[str, dict]], cli
         with httpx.Client(timeout=60) as c:
             while time.time() < stop_at:
                 is_hostile = bool(hostile) and i % 5 == 4
-                kind = hostile[(i // 5) % len(hostile)][0] if is_hostile else "good photo"
+                kind, request = hostile[(i // 5) % len(hostile)] if is_hostile else ("good photo", {})
                 t = time.perf_counter()
                 try:
-                    if is_hostile and "raw" in hostile[(i // 5) % len(hostile)][1]:
-                        r = RawAnswer(send_raw(url, **hostile[(i // 5) % len(hostile)][1]["raw"]))
+                    if "raw" in request:
+                        r = RawAnswer(send_raw(url, **request["raw"]))
                     elif is_hostile:
-                        r = c.post(f"{url}/invocations", **hostile[(i // 5) % len(hostile)][1])
+                        r = c.post(f"{url}/invocations", **request)
                     else:
                         r = c.post(f"{url}/invocations", content=photos[i % len(photos)],
                                    headers={"Content-Type": "image/jpeg"})
